@@ -1,0 +1,23 @@
+"""GET /health: 200 once the database and the idempotency table answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from tickets import health
+from tickets.http import create_app, error_responses, http_handler, json_response, success_response
+from tickets.models import Health
+
+app = create_app()
+
+
+@app.get("/health", summary="Readiness", tags=["health"],
+         responses={**success_response(200, Health, "Database and idempotency table answer"), **error_responses({})})
+def get_health() -> Response[dict[str, Any]]:
+    health.check()
+    return json_response(200, Health(status="ok"))
+
+
+lambda_handler = http_handler(app)

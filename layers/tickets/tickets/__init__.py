@@ -1,0 +1,1 @@
+"""Shared code of the ticket-reservation functions: domain, SQL and models."""

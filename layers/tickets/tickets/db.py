@@ -1,0 +1,67 @@
+"""The database connection of one execution environment.
+
+One connection per environment, opened on first use and kept across invocations (Lambda runs
+one request at a time per environment). Autocommit: every call of a SQL function is its own
+transaction, so a lock is held for one round trip. prepare_threshold=None and no session SET
+keep RDS Proxy from pinning the connection.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tickets.errors import ServiceUnavailable
+
+_connection: psycopg.Connection[dict[str, Any]] | None = None
+
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _connect() -> psycopg.Connection[dict[str, Any]]:
+    try:
+        return psycopg.connect(
+            os.environ["DATABASE_URL"],
+            autocommit=True,
+            prepare_threshold=None,
+            row_factory=dict_row,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "tickets"),
+        )
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable() from exc
+
+
+def connection() -> psycopg.Connection[dict[str, Any]]:
+    """The environment's connection, reopened when it was closed or broken."""
+    global _connection
+    if _connection is None or _connection.closed or _connection.broken:
+        _connection = _connect()
+    return _connection
+
+
+@contextmanager
+def database() -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """The connection, with a lost database reported as 503 and the broken connection dropped."""
+    global _connection
+    conn = connection()
+    try:
+        yield conn
+    except psycopg.OperationalError as exc:
+        if conn.broken or conn.closed:
+            _connection = None
+        raise ServiceUnavailable() from exc
+
+
+def call(function_sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
+    """Runs one SQL function returning jsonb as its own transaction; returns its result."""
+    with database() as conn:
+        row = conn.execute(f"SELECT {function_sql} AS result", params).fetchone()
+    assert row is not None
+    result: dict[str, Any] = row["result"]
+    return result

@@ -1,0 +1,147 @@
+"""The HTTP side shared by every API function: the resolver, its error mapping and guards.
+
+Handlers stay thin: they parse (the resolver validates bodies against the pydantic models),
+call the domain, and shape the response with `json_response`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import binascii
+import hmac
+import os
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from tickets.errors import ApiError, Unauthorized
+from tickets.models import ErrorResponse
+from tickets.observability import LambdaHandler, instrumented, logger
+
+MAX_BODY_BYTES = 64 * 1024
+
+# OpenAPI descriptions of the errors every route may answer with.
+COMMON_ERRORS: dict[int, str] = {
+    400: "Malformed JSON",
+    413: "Body over 64 KiB",
+    422: "A field of the wrong type or out of range (validation_error, with details)",
+    503: "A backing store is down (unavailable, with Retry-After)",
+}
+
+
+def error_responses(extra: dict[int, str]) -> dict[int, dict[str, Any]]:
+    """OpenAPI `responses` for a route: the common errors plus its own."""
+    described = {**COMMON_ERRORS, **extra}
+    return {
+        status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+        for status, text in sorted(described.items())
+    }
+
+
+def success_response(status: int, model: type[BaseModel], description: str) -> dict[int, dict[str, Any]]:
+    return {status: {"description": description, "content": {"application/json": {"model": model}}}}
+
+
+def json_response(status: int, body: BaseModel | dict[str, Any],
+                  headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+    payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=payload,
+                    headers=headers)
+
+
+def error_response(error: ApiError) -> Response[dict[str, Any]]:
+    return json_response(error.status, error.body(), error.headers)
+
+
+def create_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(ApiError)
+    def _api_error(error: ApiError) -> Response[dict[str, Any]]:
+        if error.status >= 500:
+            logger.warning("request failed", extra={"code": error.code, "error_message": error.message})
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(error: RequestValidationError) -> Response[dict[str, Any]]:
+        problems = error.errors()
+        if any(problem.get("type") == "json_invalid" for problem in problems):
+            return error_response(ApiError("The request body is not valid JSON.", status=400,
+                                           code="malformed_json"))
+        details = [
+            {"field": ".".join(str(part) for part in problem.get("loc", ()) if part != "body") or "body",
+             "message": problem.get("msg", "invalid"), "type": problem.get("type", "invalid")}
+            for problem in problems
+        ]
+        fields = ", ".join(sorted({detail["field"] for detail in details}))
+        return error_response(ApiError(f"Invalid request: check {fields}.", status=422,
+                                       code="validation_error", details=details))
+
+    @app.not_found
+    def _no_route(_: NotFoundError) -> Response[dict[str, Any]]:
+        return error_response(ApiError("No such route.", status=404, code="not_found"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response[dict[str, Any]]:
+        logger.exception("unexpected error")
+        return error_response(ApiError("An unexpected error occurred; it has been logged.", status=500,
+                                       code="internal_error"))
+
+    return app
+
+
+def _body_bytes(event: dict[str, Any]) -> bytes | None:
+    body = event.get("body")
+    if body is None:
+        return None
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return b"\xff"  # undecodable: reported as malformed JSON
+    return str(body).encode()
+
+
+def _guard_request(event: dict[str, Any]) -> ApiError | None:
+    """Checks that come before routing: body size, and a body the JSON parser will see as JSON."""
+    raw = _body_bytes(event)
+    if raw is None:
+        return None
+    if len(raw) > MAX_BODY_BYTES:
+        return ApiError("The request body is larger than 64 KiB.", status=413, code="payload_too_large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return ApiError("The request body is not valid UTF-8 JSON.", status=400, code="malformed_json")
+    event["body"], event["isBase64Encoded"] = text, False
+    # JSON is the only format: a body sent as a form (curl -d without -H) is still read as JSON.
+    headers = event.setdefault("headers", {}) or {}
+    event["headers"] = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    event["headers"]["content-type"] = content_types.APPLICATION_JSON
+    return None
+
+
+def http_handler(app: APIGatewayHttpResolver) -> LambdaHandler:
+    """The Lambda entry point of an API function."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        rejection = _guard_request(event)
+        if rejection is not None:
+            return {"statusCode": rejection.status, "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                    "body": json.dumps(rejection.body()), "isBase64Encoded": False}
+        return app.resolve(event, context)
+
+    return instrumented(handler)
+
+
+def require_organizer(app: APIGatewayHttpResolver) -> None:
+    """Organizer and staff calls carry `Authorization: Bearer <TICKETS_ADMIN_TOKEN>`."""
+    expected = os.environ.get("TICKETS_ADMIN_TOKEN", "")
+    header = app.current_event.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+        raise Unauthorized("A valid organizer token is required: send Authorization: Bearer <token>.")

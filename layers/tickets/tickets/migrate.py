@@ -1,0 +1,58 @@
+"""Applies the ordered, versioned SQL migrations in tickets/migrations/.
+
+    python -m tickets.migrate            # uses DATABASE_URL
+
+Each file runs once, in its own transaction, recorded in schema_migrations; a transaction-
+scoped advisory lock lets several deployers run this at once safely.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+
+import psycopg
+
+MIGRATION_LOCK_KEY = 7_310_455_001
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every migration, in order."""
+    folder = resources.files("tickets") / "migrations"
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), (folder / name).read_text(encoding="utf-8")) for name in names]
+
+
+def apply_migrations(database_url: str) -> list[str]:
+    """Applies what is missing; returns the versions applied now."""
+    applied_now: list[str] = []
+    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, sql in migration_files():
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone()
+                if done:
+                    continue
+                conn.execute(sql.encode())
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied_now.append(version)
+    return applied_now
+
+
+def main() -> int:
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        print("DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    applied = apply_migrations(database_url)
+    print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

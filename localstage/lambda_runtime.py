@@ -1,0 +1,148 @@
+"""What Lambda and API Gateway give a handler: the payload 2.0 event, the context, the module.
+
+Shared by the tests, `make invoke` and the local stage's workers, so that every local run
+calls a handler exactly as the deployed HTTP API does.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER_PATH = ROOT / "layers" / "tickets"
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def ensure_layer_on_path() -> None:
+    """Lambda puts a layer's python/ folder on sys.path; locally the layer's source is that folder."""
+    if str(LAYER_PATH) not in sys.path:
+        sys.path.insert(0, str(LAYER_PATH))
+
+
+def load_handler(code_uri: str, handler: str = "app.lambda_handler") -> Handler:
+    """Imports a function's handler the way the Lambda runtime does, under a unique module name."""
+    ensure_layer_on_path()
+    module_name, _, attribute = handler.rpartition(".")
+    source = (ROOT / code_uri / f"{module_name.replace('.', '/')}.py").resolve()
+    unique = f"function_{source.parent.name}_{module_name.replace('.', '_')}"
+    module = sys.modules.get(unique)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(unique, source)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module
+        spec.loader.exec_module(module)
+    return getattr(module, attribute)  # type: ignore[no-any-return]
+
+
+def load_module(code_uri: str, module_name: str = "app") -> ModuleType:
+    load_handler(code_uri, f"{module_name}.lambda_handler")
+    return sys.modules[f"function_{(ROOT / code_uri).resolve().name}_{module_name}"]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that handlers and Powertools read."""
+
+    function_name: str = "local"
+    memory_limit_in_mb: int = 512
+    timeout_seconds: float = 10.0
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    route_key: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    query: str = "",
+    body: str | bytes | dict[str, Any] | list[Any] | None = None,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """An API Gateway HTTP API payload format 2.0 event, as the $default stage sends it."""
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+    is_base64 = False
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        lowered.setdefault("content-type", "application/json")
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            body, is_base64 = base64.b64encode(body).decode("ascii"), True
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key or f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": route_key or f"{method} {path}",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": is_base64,
+    }
+    if query:
+        event["queryStringParameters"] = dict(
+            part.split("=", 1) if "=" in part else (part, "") for part in query.split("&") if part
+        )
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+def scheduled_event() -> dict[str, Any]:
+    """The event EventBridge sends for a schedule rule."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:000000000000:rule/tickets-expire"],
+        "detail": {},
+    }
