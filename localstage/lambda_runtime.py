@@ -91,10 +91,11 @@ def http_event(
         body = json.dumps(body)
         lowered.setdefault("content-type", "application/json")
     if isinstance(body, bytes):
+        raw = body
         try:
-            body = body.decode("utf-8")
+            body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            body, is_base64 = base64.b64encode(body).decode("ascii"), True
+            body, is_base64 = base64.b64encode(raw).decode("ascii"), True
     now = datetime.now(UTC)
     event: dict[str, Any] = {
         "version": "2.0",
@@ -123,9 +124,9 @@ def http_event(
         "isBase64Encoded": is_base64,
     }
     if query:
-        event["queryStringParameters"] = dict(
-            part.split("=", 1) if "=" in part else (part, "") for part in query.split("&") if part
-        )
+        event["queryStringParameters"] = {
+            name: value for name, _, value in (part.partition("=") for part in query.split("&") if part)
+        }
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     if body is not None:

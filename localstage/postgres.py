@@ -44,7 +44,7 @@ def _server_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SERVER_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", SERVER_USER], check=True)
+        subprocess.run(["useradd", "--system", "--no-create-home", SERVER_USER], check=True)  # noqa: S607
         return pwd.getpwnam(SERVER_USER)
 
 
@@ -83,6 +83,9 @@ class PostgresCluster:
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._user is not None:
+            # The server user must be able to reach its data directory (mkdtemp makes 0700 folders).
+            self.data_dir.parent.chmod(self.data_dir.parent.stat().st_mode | 0o711)
         self._own(self.data_dir)
         self.log_file.touch()
         self._own(self.log_file)
@@ -112,7 +115,7 @@ class PostgresCluster:
         return self.url
 
     def _create_database(self) -> None:
-        import psycopg
+        import psycopg  # noqa: PLC0415 - only the server side needs it
 
         with psycopg.connect(f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres",
                              autocommit=True) as conn:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from tickets import db
 from tickets.errors import Conflict, NotFound
 from tickets.models import CheckIn
 
+TICKET_CODE = re.compile(r"[A-Za-z0-9]{1,64}")
+
 
 def check_in(ticket_code: str) -> CheckIn:
+    if not TICKET_CODE.fullmatch(ticket_code):
+        raise NotFound("No ticket has this code.", code="ticket_not_found")
     result = db.call("check_in_ticket(%s)", (ticket_code,))
     outcome = result["outcome"]
     if outcome == "ticket_not_found":

@@ -1,7 +1,8 @@
 """The database connection of one execution environment.
 
 One connection per environment, opened on first use and kept across invocations (Lambda runs
-one request at a time per environment). Autocommit: every call of a SQL function is its own
+one request at a time per environment). It is thread-local so that threads standing in for
+separate environments (the concurrency tests) never share one. Autocommit: every call of a SQL function is its own
 transaction, so a lock is held for one round trip. prepare_threshold=None and no session SET
 keep RDS Proxy from pinning the connection.
 """
@@ -9,6 +10,7 @@ keep RDS Proxy from pinning the connection.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +20,7 @@ from psycopg.rows import dict_row
 
 from tickets.errors import ServiceUnavailable
 
-_connection: psycopg.Connection[dict[str, Any]] | None = None
+_environment = threading.local()
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -39,22 +41,21 @@ def _connect() -> psycopg.Connection[dict[str, Any]]:
 
 def connection() -> psycopg.Connection[dict[str, Any]]:
     """The environment's connection, reopened when it was closed or broken."""
-    global _connection
-    if _connection is None or _connection.closed or _connection.broken:
-        _connection = _connect()
-    return _connection
+    conn: psycopg.Connection[dict[str, Any]] | None = getattr(_environment, "connection", None)
+    if conn is None or conn.closed or conn.broken:
+        conn = _environment.connection = _connect()
+    return conn
 
 
 @contextmanager
 def database() -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """The connection, with a lost database reported as 503 and the broken connection dropped."""
-    global _connection
     conn = connection()
     try:
         yield conn
     except psycopg.OperationalError as exc:
         if conn.broken or conn.closed:
-            _connection = None
+            _environment.connection = None
         raise ServiceUnavailable() from exc
 
 

@@ -7,9 +7,9 @@ call the domain, and shape the response with `json_response`.
 from __future__ import annotations
 
 import base64
-import json
 import binascii
 import hmac
+import json
 import os
 from typing import Any
 

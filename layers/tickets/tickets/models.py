@@ -15,7 +15,9 @@ def _rfc3339_utc(value: datetime) -> str:
 
 UtcDateTime = Annotated[datetime, PlainSerializer(_rfc3339_utc, return_type=str)]
 CurrencyCode = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+# PostgreSQL text cannot hold NUL, so it is refused here as a validation error rather than failing in SQL.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 MinorUnits = Annotated[StrictInt, Field(ge=0, le=10**12, description="Integer minor units: 2500 is 25.00")]
 
 
@@ -30,7 +32,7 @@ class TierCreate(BaseModel):
 
 class EventCreate(BaseModel):
     name: Name
-    venue: Annotated[StrictStr, Field(max_length=200)] | None = None
+    venue: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] | None = None
     starts_at: AwareDatetime
     currency: CurrencyCode = "EUR"
     hold_seconds: Annotated[StrictInt, Field(ge=30, le=3600)] = 600
@@ -52,7 +54,7 @@ class ReserveRequest(BaseModel):
 
 
 class ConfirmRequest(BaseModel):
-    payment_token: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    payment_token: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 # ----- responses -----

@@ -12,7 +12,7 @@ from typing import Any
 from tickets import db
 from tickets.errors import ApiError, Conflict, Gone, NotFound, PaymentError, Unprocessable
 from tickets.ids import parse_id
-from tickets.models import ReserveRequest, Reservation
+from tickets.models import Reservation, ReserveRequest
 from tickets.observability import count, logger
 from tickets.payments import PaymentDeclined, PaymentProvider, PaymentProviderFailure
 
@@ -121,7 +121,7 @@ def confirm(reservation_id: str, payment_token: str, provider: PaymentProvider) 
         raise PaymentError(f"The payment could not be processed ({exc}); nothing was charged. Retry.") from exc
 
     result = db.call("confirm_reservation(%s, %s, %s)", (current.reservation_id, charge.transaction_id, charge.amount))
-    if result["outcome"] == "confirmed":
+    if result["outcome"] == "sold":
         count("ReservationsConfirmed")
         return Reservation.model_validate(result["reservation"])
     lost_to = Reservation.model_validate(result["reservation"])

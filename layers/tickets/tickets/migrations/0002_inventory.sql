@@ -214,8 +214,11 @@ BEGIN
         RETURN jsonb_build_object('outcome', 'reservation_not_found');
     END IF;
     IF v_row.status <> 'held' OR v_row.expires_at <= clock_timestamp() THEN
+        -- The same provider transaction may already be recorded: it confirmed this very
+        -- reservation (a concurrent confirm with the same token), or another loser noted it.
         INSERT INTO payments (transaction_id, reservation_id, amount, currency, status)
-        VALUES (p_transaction_id, p_reservation_id, p_amount, v_row.currency, 'refund_due');
+        VALUES (p_transaction_id, p_reservation_id, p_amount, v_row.currency, 'refund_due')
+        ON CONFLICT (transaction_id) DO NOTHING;
         RETURN jsonb_build_object('outcome', reservation_json(v_row)->>'status', 'reservation', reservation_json(v_row));
     END IF;
     UPDATE reservations SET status = 'confirmed', confirmed_at = clock_timestamp(), payment_status = 'captured'
@@ -226,7 +229,8 @@ BEGIN
     INSERT INTO tickets (ticket_code, reservation_id, event_id, seat_index)
     SELECT upper(replace(gen_random_uuid()::text, '-', '')), v_row.reservation_id, v_row.event_id, seat
     FROM generate_series(1, v_row.quantity) AS seat;
-    RETURN jsonb_build_object('outcome', 'confirmed', 'reservation', reservation_json(v_row));
+    -- 'sold', not 'confirmed': a loser of a race reports the row's status, which may be 'confirmed'.
+    RETURN jsonb_build_object('outcome', 'sold', 'reservation', reservation_json(v_row));
 END
 $$;
 

@@ -1,0 +1,171 @@
+"""Races: many buyers on one tier, confirm against expiry, two scanners, concurrent retries.
+
+Each thread stands for one Lambda execution environment (its own copy of the function module
+and its own database connection), so the transactions really overlap in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+
+from localstage.lambda_runtime import scheduled_event
+from tests.support.api import Api, ApiResponse
+
+T = TypeVar("T")
+
+
+def race(count: int, work: Callable[[int], T]) -> list[T]:
+    """Runs work(0..count-1) on `count` threads released at the same instant."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> T:
+        barrier.wait()
+        return work(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def reserve_as_a_client(api: Api, event_id: str, quantity: int, key: str) -> ApiResponse:
+    """A client honouring 409 request_in_progress + Retry-After (seen rarely under moto, see README)."""
+    for _ in range(20):
+        response = api.reserve(event_id, quantity, key=key)
+        if response.status != 409 or response.error_code != "request_in_progress":
+            return response
+        time.sleep(0.05)
+    return response
+
+
+def assert_counters_agree_with_rows(db: Any) -> None:
+    """seats_taken of every tier = seats of its confirmed holds and of its held (live or lapsed) ones."""
+    rows = db.execute("""
+        SELECT i.tier_id, i.seats_taken, i.capacity,
+               coalesce((SELECT sum(quantity) FROM reservations r
+                         WHERE r.tier_id = i.tier_id AND r.status IN ('held', 'confirmed')), 0)
+        FROM tier_inventory i""").fetchall()
+    for tier_id, taken, capacity, counted in rows:
+        assert taken == counted, f"tier {tier_id}: counter {taken} but rows hold {counted}"
+        assert 0 <= taken <= capacity
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fifty_buyers_with_mixed_quantities_never_oversell(api: Api, key: str, db: Any, seed: int) -> None:
+    event = api.create_event(tiers=[{"name": "Hot", "capacity": 10, "price": 100, "max_per_order": 4}])
+    quantities = [random.Random(seed * 100 + n).randint(1, 4) for n in range(50)]
+    responses = race(50, lambda n: reserve_as_a_client(api, event["event_id"], quantities[n], f"{key}-{n}"))
+
+    assert not [r.text for r in responses if r.status not in (201, 409)]
+    held = sum(q for q, r in zip(quantities, responses, strict=True) if r.status == 201)
+    assert held <= 10
+    free_at_end = 10 - held
+    for quantity, response in zip(quantities, responses, strict=True):
+        if response.status == 409:
+            assert response.error_code in ("sold_out", "insufficient_inventory")
+            # Never refused while the seats it asked for were free: seats only ran out during the race.
+            assert quantity > free_at_end
+            assert response.body["error"]["available_seats"] < quantity
+    # Whatever is left is smaller than every refused request; the database agrees with the answers.
+    assert api.availability(event["event_id"])["available_seats"] == free_at_end
+    assert db.execute("SELECT coalesce(sum(quantity), 0) FROM reservations").fetchone()[0] == held
+    assert_counters_agree_with_rows(db)
+
+
+@pytest.mark.parametrize(("buyers", "capacity"), [(60, 10), (50, 100)])
+def test_seats_held_equal_min_of_demand_and_capacity(api: Api, key: str, db: Any, buyers: int,
+                                                     capacity: int) -> None:
+    event = api.create_event(tiers=[{"name": "Hot", "capacity": capacity, "price": 100}])
+    responses = race(buyers, lambda n: reserve_as_a_client(api, event["event_id"], 1, f"{key}-{n}"))
+    statuses = [r.status for r in responses]
+    held_ids = {r.body["reservation_id"] for r in responses if r.status == 201}
+    assert len(held_ids) == min(buyers, capacity)
+    assert db.execute("SELECT count(*) FROM reservations").fetchone()[0] == len(held_ids)
+    assert all(r.error_code == "sold_out" for r in responses if r.status == 409)
+    assert statuses.count(201) + statuses.count(409) == buyers
+    assert_counters_agree_with_rows(db)
+
+
+def test_buyers_racing_lapsed_holds_reclaim_them(api: Api, key: str, db: Any) -> None:
+    event = api.create_event(tiers=[{"name": "Hot", "capacity": 10, "price": 100}])
+    for n in range(10):
+        assert api.reserve(event["event_id"], 1, key=f"{key}-old-{n}").status == 201
+    db.execute("UPDATE reservations SET expires_at = now() - interval '1 second'")
+    responses = race(30, lambda n: reserve_as_a_client(api, event["event_id"], 1, f"{key}-{n}"))
+    assert len({r.body["reservation_id"] for r in responses if r.status == 201}) == 10
+    assert_counters_agree_with_rows(db)
+
+
+def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, key: str, db: Any) -> None:
+    event = api.create_event(tiers=[{"name": "GA", "capacity": 40, "price": 100}])
+    holds = [api.reserve(event["event_id"], 1, key=f"{key}-{n}").body for n in range(20)]
+    # Each hold lapses a few milliseconds from now, so confirm and expiry meet at the boundary.
+    for n, hold in enumerate(holds):
+        db.execute("UPDATE reservations SET expires_at = clock_timestamp() + make_interval(secs => %s)"
+                   " WHERE reservation_id = %s", (0.02 + 0.004 * n, hold["reservation_id"]))
+
+    def contender(index: int) -> ApiResponse | Any:
+        if index % 2 == 0:
+            return api.confirm(holds[index // 2]["reservation_id"], key=f"{key}-c{index}")
+        return api.invoke_raw(scheduled_event(), "functions/expire/")
+
+    results = race(40, contender)
+    confirms = results[0::2]
+    assert all(r.status in (200, 410) for r in confirms), [r.text for r in confirms if r.status not in (200, 410)]
+    for hold, response in zip(holds, confirms, strict=True):
+        status, = db.execute("SELECT status FROM reservations WHERE reservation_id = %s",
+                             (hold["reservation_id"],)).fetchone()
+        captured = db.execute("SELECT count(*) FROM payments WHERE reservation_id = %s AND status = 'captured'",
+                              (hold["reservation_id"],)).fetchone()[0]
+        tickets = db.execute("SELECT count(*) FROM tickets WHERE reservation_id = %s",
+                             (hold["reservation_id"],)).fetchone()[0]
+        if response.status == 200:
+            assert (status, captured, tickets) == ("confirmed", 1, 1)
+        else:
+            assert response.error_code == "reservation_expired"
+            assert status in ("held", "expired") and captured == 0 and tickets == 0
+    db.execute("SELECT pg_sleep(0.2)")
+    api.invoke_raw(scheduled_event(), "functions/expire/")
+    assert db.execute("SELECT count(*) FROM reservations WHERE status = 'held'").fetchone()[0] == 0
+    assert_counters_agree_with_rows(db)
+
+
+def test_two_scanners_on_one_ticket(api: Api, key: str) -> None:
+    event = api.create_event()
+    hold = api.reserve(event["event_id"], 1, key=key).body
+    code = api.confirm(hold["reservation_id"], key=key + "c").body["tickets"][0]["ticket_code"]
+    responses = race(8, lambda _: api.request("POST", f"/tickets/{code}/check-in", admin=True))
+    admitted = [r for r in responses if r.status == 200]
+    assert len(admitted) == 1
+    refused = [r for r in responses if r.status != 200]
+    assert all(r.status == 409 and r.error_code == "already_checked_in" for r in refused)
+    assert {r.body["error"]["checked_in_at"] for r in refused} == {admitted[0].body["checked_in_at"]}
+
+
+def test_concurrent_retries_make_one_reservation(api: Api, key: str, db: Any) -> None:
+    event = api.create_event()
+    responses = race(12, lambda _: api.reserve(event["event_id"], 2, key=key))
+    made = [r for r in responses if r.status == 201]
+    assert made and {r.body["reservation_id"] for r in made} == {made[0].body["reservation_id"]}
+    busy = [r for r in responses if r.status != 201]
+    assert all(r.status == 409 and r.error_code == "request_in_progress" and r.headers.get("retry-after")
+               for r in busy)
+    assert db.execute("SELECT count(*), sum(quantity) FROM reservations").fetchone() == (1, 2)
+
+
+def test_concurrent_confirms_under_different_keys_sell_once(api: Api, key: str, db: Any) -> None:
+    event = api.create_event()
+    hold = api.reserve(event["event_id"], 2, key=key).body
+    responses = race(6, lambda n: api.confirm(hold["reservation_id"], key=f"{key}-c{n}",
+                                              token="tok_visa" if n % 2 else "tok_mastercard"))
+    assert [r.status for r in responses].count(200) == 1
+    assert all(r.error_code == "reservation_confirmed" for r in responses if r.status != 200)
+    assert db.execute("SELECT count(*) FROM tickets").fetchone()[0] == 2
+    # A charge that lost the race is refunded, never kept.
+    assert db.execute("SELECT count(*) FROM payments WHERE status = 'captured'").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM payments WHERE status = 'refund_due'").fetchone()[0] == 0
