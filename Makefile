@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layers/tickets
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean
+.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events
 
 $(STAMP): requirements-dev.txt layers/tickets/requirements.txt
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
@@ -46,3 +46,6 @@ invoke: $(STAMP)  ## make invoke FUNCTION=reserve EVENT=events/reserve.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+sample-events: $(STAMP)  ## Rewrites events/*.json (API Gateway HTTP API payload 2.0 samples)
+	$(BIN)/python -m localstage.sample_events

@@ -35,6 +35,8 @@ def test_create_event_needs_the_organizer_token(api: Api, headers: dict[str, str
         "name": "X", "starts_at": "2030-01-01T00:00:00Z", "tiers": [{"name": "GA", "capacity": 5, "price": 100}]})
     assert response.status == 401 and response.error_code == "unauthorized"
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    invalid_body = api.request("POST", "/events", headers=headers, body={"name": 1})
+    assert invalid_body.status == 401 and invalid_body.error_code == "unauthorized"
 
 
 @pytest.mark.parametrize(("change", "field"), [

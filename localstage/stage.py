@@ -1,0 +1,531 @@
+"""`python -m localstage`: the whole deployed API on loopback, in one foreground process tree.
+
+PostgreSQL (a private cluster kept under the state directory, or DATABASE_URL), DynamoDB (moto in
+server mode) with the idempotency table, one worker pool per function of template.yaml, the HTTP
+API on 127.0.0.1:$PORT and the scheduled functions. Ctrl-C or SIGTERM stops all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from localstage.dynamodb import LocalDynamoDB
+from localstage.lambda_runtime import LAYER_PATH, ROOT, ensure_layer_on_path, scheduled_event
+from localstage.postgres import PostgresCluster
+from localstage.server import Gateway, StageHTTPServer
+from localstage.template import FunctionSpec, Schedule, Template, load_template
+from localstage.workers import FunctionConfig, FunctionPool, HandlerError, InvokeFailure
+
+ensure_layer_on_path()
+from tickets.migrate import apply_migrations  # noqa: E402 - the layer's package, on the path just above
+
+log = logging.getLogger("localstage")
+
+DEFAULT_PORT = 3000
+DEFAULT_CONCURRENCY = 8
+IDEMPOTENCY_TABLE = "tickets-idempotency"
+READY_TIMEOUT_SECONDS = 60.0
+
+# The demo event the sample events in events/ refer to.
+DEMO_EVENT_ID = "11111111-1111-4111-8111-111111111111"
+DEMO_TIER_ID = "22222222-2222-4222-8222-222222222222"
+DEMO_RESERVATION_ID = "33333333-3333-4333-8333-333333333333"
+DEMO_TICKET_CODE = "DEMO0000000000000000000000000001"
+DEMO_ADMIN_TOKEN = "local-admin-token"  # noqa: S105 - a public demo value: the token in the sample events (make invoke)
+
+
+class StageError(Exception):
+    """A reason the stage cannot start, worded for the person who started it."""
+
+
+class StageStopped(Exception):
+    """Ctrl-C or SIGTERM arrived while the stage was still starting."""
+
+
+def redact(url: str) -> str:
+    """A database URL fit for a terminal: the password, if any, replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def state_dir() -> Path:
+    """Where the stage keeps its cluster, lock and stage.json: $LOCAL_STAGE_DIR, else <repo>/.local."""
+    configured = os.environ.get("LOCAL_STAGE_DIR")
+    return Path(configured).resolve() if configured else ROOT / ".local"
+
+
+def stage_file(directory: Path) -> Path:
+    return directory / "stage.json"
+
+
+def read_stage_file(directory: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(stage_file(directory).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# One stage per state directory.
+
+
+class StageLock:
+    """An exclusive flock on <state>/stage.lock, held for the life of the stage; the file goes with it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "stage.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                    return False
+                raise
+            # The holder before us may have deleted the file between our open and our flock:
+            # then we hold a lock on a file nobody else can see; start over.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self._fd)  # closing drops the lock
+        self._fd = None
+
+
+def check_reachable(directory: Path) -> None:
+    """Under root, PostgreSQL runs as `postgres`, which must be able to reach the state directory."""
+    if os.geteuid() != 0:
+        return
+    mode = directory.stat().st_mode
+    if not mode & 0o001:
+        directory.chmod(mode | 0o711)  # our own folder: let the server user through
+    for folder in directory.parents:
+        if folder.exists() and not os.stat(folder).st_mode & 0o001:
+            raise StageError(
+                f"PostgreSQL runs as the user 'postgres', which cannot enter {folder} (mode "
+                f"{oct(os.stat(folder).st_mode & 0o777)}). Set LOCAL_STAGE_DIR to a folder it can reach, "
+                f"or run: chmod o+x {folder}")
+
+
+def stop_orphan_postgres(data_dir: Path) -> None:
+    """Stops a server left running on data_dir by a stage that was killed (we hold the lock)."""
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return  # no server, or a stale pid file that PostgreSQL itself will clear
+    if b"postgres" in cmdline:
+        log.warning("stopping PostgreSQL (pid %d) left running on %s by an earlier stage", pid, data_dir)
+        PostgresCluster(data_dir).stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# The database: migrations and the demo event.
+
+
+def apply_schema(database_url: str) -> list[str]:
+    return apply_migrations(database_url)
+
+
+def seed_demo_event(database_url: str) -> bool:
+    """The demo event of the sample events (events/*.json); True when it was inserted now."""
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        inserted = conn.execute(
+            "INSERT INTO events (event_id, name, venue, starts_at, currency, hold_seconds)"
+            " VALUES (%s, 'Demo Night', 'Local Stage', '2030-01-01T20:00:00Z', 'EUR', 600)"
+            " ON CONFLICT DO NOTHING", (DEMO_EVENT_ID,)).rowcount
+        conn.execute(
+            "INSERT INTO tiers (tier_id, event_id, position, name, capacity, price, max_per_order)"
+            " VALUES (%s, %s, 0, 'General', 100, 2500, 10) ON CONFLICT DO NOTHING", (DEMO_TIER_ID, DEMO_EVENT_ID))
+        conn.execute("INSERT INTO tier_inventory (tier_id, capacity) VALUES (%s, 100) ON CONFLICT DO NOTHING",
+                     (DEMO_TIER_ID,))
+    return inserted == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The functions' environment.
+
+
+@dataclass(frozen=True)
+class Backends:
+    database_url: str
+    dynamodb_endpoint: str
+    admin_token: str
+    table_name: str = IDEMPOTENCY_TABLE
+
+
+def function_environment(template: Template, spec: FunctionSpec, backends: Backends) -> dict[str, str]:
+    """What the function's process sees: Lambda's variables, then the template's with !Ref resolved."""
+    refs = {
+        "DatabaseUrl": backends.database_url,
+        "AdminToken": backends.admin_token,
+        "IdempotencyTable": backends.table_name,
+    }
+    if os.environ.get("PAYMENT_PROVIDER"):
+        refs["PaymentProvider"] = os.environ["PAYMENT_PROVIDER"]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAYER_PATH)]),
+        "PYTHONUNBUFFERED": "1",
+        # Powertools warns on every invocation that publishes no metric; noise on a terminal.
+        "PYTHONWARNINGS": "ignore:No application metrics to publish:UserWarning",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_CONFIG_FILE": os.devnull,  # the developer's profiles must not redirect the functions
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_DYNAMODB": backends.dynamodb_endpoint,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.logical_id}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+    }
+    env.update(template.environment(spec, refs))
+    env.update({"POWERTOOLS_TRACE_DISABLED": "true"})  # no X-Ray daemon locally
+    env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tickets")
+    return env
+
+
+def function_config(template: Template, spec: FunctionSpec, backends: Backends) -> FunctionConfig:
+    return FunctionConfig(name=spec.logical_id, code_uri=spec.code_uri, handler=spec.handler,
+                          timeout_seconds=spec.timeout_seconds, memory_mb=spec.memory_mb,
+                          environment=function_environment(template, spec, backends))
+
+
+def quiet_moto() -> None:
+    """moto's server logs every request through werkzeug, boto3 its credentials: the stage logs its own."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage.
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise StageError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+class Stage:
+    def __init__(self) -> None:
+        self.directory = state_dir()
+        self.port = _int_env("PORT", DEFAULT_PORT)
+        self.concurrency = max(1, _int_env("LOCAL_STAGE_CONCURRENCY", DEFAULT_CONCURRENCY))
+        self.token = os.environ.get("TICKETS_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+        self.token_generated = not os.environ.get("TICKETS_ADMIN_TOKEN")
+        self.stop_event = threading.Event()
+        self._serving = False
+        self._lock = StageLock(self.directory)
+        self._cleanups: list[tuple[str, Any]] = []
+
+    # Signals: during start-up they abort it (cleaning up what started); later they end the wait.
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if not self.stop_event.is_set():
+            print(f"\n{signal.Signals(signum).name}: stopping the local stage...", file=sys.stderr, flush=True)
+        self.stop_event.set()
+        if not self._serving:
+            raise StageStopped()
+
+    def run(self) -> int:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._lock.acquire():
+            running = read_stage_file(self.directory) or {}
+            where = f" at {running['base_url']} (pid {running.get('pid')})" if running.get("base_url") else ""
+            print(f"A local stage is already running{where} with state in {self.directory}.\n"
+                  f"Stop it first (Ctrl-C in its terminal), or set LOCAL_STAGE_DIR for a separate stage.",
+                  file=sys.stderr)
+            return 1
+        with contextlib.suppress(FileNotFoundError):
+            stage_file(self.directory).unlink()  # left by a stage that was killed: its URLs are stale
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        for sig in previous:
+            signal.signal(sig, self._on_signal)
+        try:
+            self._start()
+            self._serving = True
+            if self.stop_event.is_set():
+                return 0
+            self.stop_event.wait()
+            return 0
+        except StageStopped:
+            return 0
+        except StageError as exc:
+            print(f"localstage: {exc}", file=sys.stderr)
+            return 1
+        except Exception:
+            log.exception("the local stage failed")
+            return 1
+        finally:
+            self._serving = True  # from here on a signal must not interrupt the clean-up
+            self._shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _defer(self, what: str, action: Any) -> None:
+        self._cleanups.append((what, action))
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        for what, action in reversed(self._cleanups):
+            step = time.monotonic()
+            try:
+                action()
+            except Exception:
+                log.exception("while stopping %s", what)
+            log.debug("stopped %s in %.2f s", what, time.monotonic() - step)
+        self._cleanups.clear()
+        with contextlib.suppress(FileNotFoundError):
+            stage_file(self.directory).unlink()
+        self._lock.release()
+        print(f"Local stage stopped ({time.monotonic() - started:.1f} s).", file=sys.stderr, flush=True)
+
+    def _start(self) -> None:
+        template = load_template()
+        # The port first: when it is busy, say so before starting anything.
+        try:
+            httpd = StageHTTPServer(("127.0.0.1", self.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StageError(f"port {self.port} on 127.0.0.1 is busy (another program listens there); "
+                                 f"set PORT to use another one, e.g. PORT={self.port + 1}") from None
+            raise StageError(f"cannot listen on 127.0.0.1:{self.port}: {exc.strerror}") from None
+        self._defer("the HTTP server", httpd.server_close)
+        self.port = httpd.server_address[1]
+        base_url = f"http://127.0.0.1:{self.port}"
+
+        database_url = self._start_database()
+        applied = apply_schema(database_url)
+        log.info("migrations: %s", ", ".join(applied) if applied else "schema is up to date")
+        if seed_demo_event(database_url):
+            log.info("seeded the demo event %s", DEMO_EVENT_ID)
+
+        quiet_moto()
+        dynamodb = LocalDynamoDB()
+        endpoint = dynamodb.start(IDEMPOTENCY_TABLE)
+        self._defer("DynamoDB (moto)", dynamodb.stop)
+        log.info("DynamoDB (moto) at %s, table %s", endpoint, IDEMPOTENCY_TABLE)
+
+        backends = Backends(database_url=database_url, dynamodb_endpoint=endpoint, admin_token=self.token)
+        pools = {
+            spec.logical_id: FunctionPool(function_config(template, spec, backends), self.concurrency)
+            for spec in template.functions.values()
+        }
+
+        def close_pools() -> None:
+            closers = [threading.Thread(target=pool.close) for pool in pools.values()]
+            for closer in closers:
+                closer.start()
+            for closer in closers:
+                closer.join()
+
+        self._defer("the function workers", close_pools)
+        self._prewarm([pools[spec.logical_id] for spec in template.functions.values()
+                       if spec.routes or spec.schedules])
+
+        stage_file(self.directory).write_text(json.dumps({
+            "base_url": base_url,
+            "database_url": database_url,
+            "dynamodb_endpoint": endpoint,
+            "idempotency_table": IDEMPOTENCY_TABLE,
+            "token": self.token,
+            "pid": os.getpid(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }, indent=2) + "\n", encoding="utf-8")
+        os.chmod(stage_file(self.directory), 0o600)  # it holds the organizer token
+
+        httpd.gateway = Gateway(template.routes, pools)
+        httpd.ready.set()
+        server_thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
+        server_thread.start()
+
+        def stop_http() -> None:
+            httpd.shutdown()
+            server_thread.join(5)
+
+        self._defer("the HTTP server", stop_http)
+        self._start_schedules(template.schedules, pools)
+        self._self_check(base_url)
+        self._banner(template, base_url, database_url, endpoint)
+
+    def _start_database(self) -> str:
+        configured = os.environ.get("DATABASE_URL")
+        if configured:
+            log.info("using the database at DATABASE_URL")
+            return configured
+        data_dir = self.directory / "pgdata"
+        check_reachable(self.directory)
+        stop_orphan_postgres(data_dir)
+        cluster = PostgresCluster(data_dir, durable=True)
+        fresh = not cluster.initialized()
+        log.info("%s PostgreSQL in %s", "initialising" if fresh else "starting", data_dir)
+        self._defer("PostgreSQL", cluster.stop)
+        try:
+            url = cluster.start()
+        except RuntimeError as exc:
+            raise StageError(str(exc)) from None
+        log.info("PostgreSQL at %s", redact(url))
+        return url
+
+    def _prewarm(self, pools: list[FunctionPool]) -> None:
+        """One warm worker per function, started side by side, so the first requests are fast."""
+        started = time.monotonic()
+        failures: list[str] = []
+
+        def warm(pool: FunctionPool) -> None:
+            try:
+                pool.prewarm(1)
+            except InvokeFailure as failure:
+                failures.append(failure.message)
+
+        threads = [threading.Thread(target=warm, args=(pool,), daemon=True) for pool in pools]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short waits, so that a signal is seen promptly
+        if failures:
+            raise StageError("a function could not start:\n" + "\n".join(failures))
+        log.info("started %d functions in %.1f s", len(pools), time.monotonic() - started)
+
+    def _start_schedules(self, schedules: list[Schedule], pools: dict[str, FunctionPool]) -> None:
+        override = os.environ.get("LOCAL_STAGE_EXPIRY_INTERVAL", "").strip()
+        for schedule in schedules:
+            if not schedule.enabled:
+                continue
+            interval = schedule.interval_seconds
+            if override:
+                try:
+                    interval = float(override)
+                except ValueError:
+                    raise StageError(f"LOCAL_STAGE_EXPIRY_INTERVAL must be a number of seconds, "
+                                     f"not {override!r}") from None
+            if interval is None or interval <= 0:
+                log.warning("%s: schedule %s is not run locally (only rate() is)", schedule.function,
+                            schedule.expression)
+                continue
+            thread = threading.Thread(target=self._run_schedule, args=(pools[schedule.function], interval),
+                                      name=f"schedule-{schedule.function}", daemon=True)
+            thread.start()
+            self._defer(f"the schedule of {schedule.function}", lambda t=thread: t.join(10))
+            log.info("%s: runs every %g s (%s)", schedule.function, interval, schedule.expression)
+
+    def _run_schedule(self, pool: FunctionPool, interval: float) -> None:
+        while not self.stop_event.wait(interval):
+            try:
+                invocation = pool.invoke(scheduled_event())
+            except InvokeFailure as failure:
+                if failure.kind != "closed":
+                    log.error("%s (scheduled): %s", pool.name, failure.message)
+                continue
+            except HandlerError as error:
+                log.error("%s (scheduled): unhandled %s\n%s", pool.name, error.error_type, error.trace)
+                continue
+            log.info("%s (scheduled): %s in %.0f ms", pool.name, json.dumps(invocation.result),
+                     invocation.duration_ms)
+
+    def _self_check(self, base_url: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base_url}/health", timeout=10) as reply:  # noqa: S310 - loopback
+                    if reply.status == 200:
+                        return
+                    last = f"status {reply.status}"
+            except urllib.error.HTTPError as exc:
+                last = f"status {exc.code}: {exc.read()[:300]!r}"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        raise StageError(f"GET /health did not answer 200 within {READY_TIMEOUT_SECONDS:.0f} s ({last})")
+
+    def _banner(self, template: Template, base_url: str, database_url: str, endpoint: str) -> None:
+        token = self.token
+        demo = DEMO_EVENT_ID
+        routes = "\n".join(f"    {route.method:<6} {route.path:<40} {route.function}" for route in
+                           sorted(template.routes, key=lambda r: (r.path, r.method)))
+        create = ('{"name":"Spring Gala","starts_at":"2030-04-01T19:00:00Z","tiers":'
+                  '[{"name":"General","capacity":100,"price":2500}]}')
+        token_note = " (generated; set TICKETS_ADMIN_TOKEN to choose it)" if self.token_generated else ""
+        print(f"""
+Local stage at {base_url}
+  organizer token: {token}{token_note}
+  database:        {redact(database_url)}
+  dynamodb:        {endpoint} (table {IDEMPOTENCY_TABLE})
+  state:           {self.directory}
+  routes:
+{routes}
+
+Try:
+  curl -s {base_url}/health
+  curl -s -X POST {base_url}/events -H 'Authorization: Bearer {token}' \\
+       -H 'Content-Type: application/json' -d '{create}'
+  curl -s -X POST {base_url}/events/{demo}/reservations -H 'Idempotency-Key: try-1' \\
+       -H 'Content-Type: application/json' -d '{{"quantity":2}}'
+  curl -s {base_url}/events/{demo}/availability
+
+Ready: {base_url} (GET /health answered 200). Press Ctrl-C to stop.""", flush=True)
+
+
+def main() -> int:
+    logging.basicConfig(stream=sys.stderr, level=os.environ.get("LOCAL_STAGE_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        stage = Stage()
+    except StageError as exc:
+        print(f"localstage: {exc}", file=sys.stderr)
+        return 1
+    return stage.run()
