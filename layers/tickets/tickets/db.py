@@ -66,3 +66,9 @@ def call(function_sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
     assert row is not None
     result: dict[str, Any] = row["result"]
     return result
+
+
+def call_void(function_sql: str, params: tuple[Any, ...]) -> None:
+    """Runs one SQL function returning nothing, as its own transaction."""
+    with database() as conn:
+        conn.execute(f"SELECT {function_sql}", params)

@@ -17,6 +17,8 @@ from tickets.observability import count, logger
 from tickets.payments import PaymentDeclined, PaymentProvider, PaymentProviderFailure
 
 RESERVATION_NOT_FOUND = "No reservation has this id."
+# How long a confirm holds its claim on the hold while charging: the confirm function's timeout.
+PAYMENT_CLAIM_SECONDS = 20
 
 
 def _outcome_error(result: dict[str, Any]) -> ApiError:
@@ -101,23 +103,31 @@ def cancel(reservation_id: str) -> Reservation:
 def confirm(reservation_id: str, payment_token: str, provider: PaymentProvider) -> Reservation:
     """Charges, then turns the hold into tickets, exactly once.
 
-    Nothing is charged unless the hold is live when confirm starts. A payment that succeeds
-    after the hold lapsed (or after another confirm won) is recorded as refund_due, refunded,
-    and the seat is never sold twice: the buyer gets 410 (or 409) as if it had lapsed first.
+    The hold is claimed before the charge (a lease of PAYMENT_CLAIM_SECONDS), so nothing is
+    charged unless the hold is live, and overlapping confirms under other keys get 409
+    request_in_progress instead of a second charge. A payment that succeeds after the hold
+    lapsed is recorded as refund_due, refunded, and the seat is never sold twice: the buyer
+    gets 410 as if it had lapsed first.
     """
-    current = get_reservation(reservation_id)
-    if current.status != "held":
-        raise _status_error(current.status)
+    claim = str(uuid.uuid4())
+    claimed = db.call("claim_payment(%s, %s, %s)", (_reservation_uuid(reservation_id), claim, PAYMENT_CLAIM_SECONDS))
+    if claimed["outcome"] == "reservation_not_found":
+        raise _outcome_error(claimed)
+    if claimed["outcome"] == "payment_in_progress":
+        raise Conflict("Another confirmation of this reservation is being processed; retry shortly.",
+                       code="request_in_progress", headers={"Retry-After": "1"})
+    if claimed["outcome"] != "claimed":
+        raise _status_error(claimed["outcome"])
+    current = Reservation.model_validate(claimed["reservation"])
     try:
         # One provider-side charge per reservation and token, so retries never charge twice.
         charge = provider.charge(amount=current.total_amount, currency=current.currency, token=payment_token,
                                  idempotency_key=f"confirm:{current.reservation_id}:{payment_token}")
     except PaymentDeclined as exc:
-        with db.database() as conn:
-            conn.execute("UPDATE reservations SET payment_status = 'failed'"
-                         " WHERE reservation_id = %s AND status = 'held'", (current.reservation_id,))
+        db.call_void("release_payment_claim(%s, %s, %s)", (current.reservation_id, claim, "failed"))
         raise ApiError(f"The payment was declined: {exc}", status=402, code="payment_declined") from exc
     except PaymentProviderFailure as exc:
+        db.call_void("release_payment_claim(%s, %s, %s)", (current.reservation_id, claim, None))
         raise PaymentError(f"The payment could not be processed ({exc}); nothing was charged. Retry.") from exc
 
     result = db.call("confirm_reservation(%s, %s, %s)", (current.reservation_id, charge.transaction_id, charge.amount))
