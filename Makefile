@@ -5,8 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layers/tickets
 STAMP := $(VENV)/.installed
+# The SAM CLI has its own virtualenv: its pinned dependencies must not move the project's.
+SAM_CLI_VERSION := 1.170.0
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
+BUILD_DIR := .aws-sam/build
 
-.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events
+.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events build build-check
 
 $(STAMP): requirements-dev.txt layers/tickets/requirements.txt
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
@@ -35,8 +41,20 @@ openapi: $(STAMP)  ## Regenerates openapi.json from the resolvers' routes and mo
 openapi-check: $(STAMP)  ## Fails when openapi.json is not what the routes generate
 	$(BIN)/python -m tools.openapi | diff -u openapi.json - && echo "openapi.json is up to date"
 
-validate: $(STAMP)  ## Lints the SAM template (what `sam validate --lint` runs)
-	$(BIN)/cfn-lint template.yaml
+$(SAM):
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v "is ignored" || true
+	$(SAM) --version
+
+validate: $(SAM)  ## sam validate --lint: the SAM transform and cfn-lint, warnings included
+	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+
+build: $(SAM)  ## sam build into .aws-sam/build, with the local interpreter matching the Lambda runtime
+	@LAMBDA_PYTHON=$$(tools/lambda_python.sh) && echo "building with $$LAMBDA_PYTHON" && \
+	  PATH="$$(dirname $$LAMBDA_PYTHON):$$PATH" $(SAM_ENV) $(SAM) build --template template.yaml --build-dir $(BUILD_DIR)
+
+build-check: $(STAMP) build  ## Runs the built functions and layer on the runtime's interpreter (tests/build)
+	SAM_BUILD_DIR=$(BUILD_DIR) LAMBDA_PYTHON=$$(tools/lambda_python.sh) $(BIN)/python -m pytest tests/build -q
 
 migrate: $(STAMP)  ## Applies migrations to $$DATABASE_URL
 	$(BIN)/python -m tickets.migrate
@@ -45,7 +63,7 @@ invoke: $(STAMP)  ## make invoke FUNCTION=reserve EVENT=events/reserve.json
 	$(BIN)/python -m localstage invoke $(FUNCTION) $(EVENT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 sample-events: $(STAMP)  ## Rewrites events/*.json (API Gateway HTTP API payload 2.0 samples)
 	$(BIN)/python -m localstage.sample_events

@@ -134,6 +134,28 @@ def http_event(
     return event
 
 
+def authorizer_event(request: dict[str, Any]) -> dict[str, Any]:
+    """The payload 2.0 REQUEST event API Gateway sends a Lambda authorizer for this request."""
+    event = {key: value for key, value in request.items() if key not in ("body", "isBase64Encoded")}
+    context = request["requestContext"]
+    event.update({
+        "type": "REQUEST",
+        "routeArn": (f"arn:aws:execute-api:us-east-1:{context['accountId']}:{context['apiId']}/"
+                     f"{context['stage']}/{request['routeKey'].replace(' ', '')}"),
+        "identitySource": [],
+    })
+    return event
+
+
+def with_authorizer_result(request: dict[str, Any], result: Any) -> dict[str, Any] | None:
+    """The request as the function receives it after a simple-response authorizer, or None when
+    API Gateway refuses it (403)."""
+    if not isinstance(result, dict) or result.get("isAuthorized") is not True:
+        return None
+    request["requestContext"]["authorizer"] = {"lambda": dict(result.get("context") or {})}
+    return request
+
+
 def scheduled_event() -> dict[str, Any]:
     """The event EventBridge sends for a schedule rule."""
     return {

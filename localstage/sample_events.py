@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localstage.lambda_runtime import ROOT, http_event, scheduled_event
+from localstage.lambda_runtime import ROOT, authorizer_event, http_event, scheduled_event, with_authorizer_result
 from localstage.stage import (
     DEMO_ADMIN_TOKEN,
     DEMO_EVENT_ID,
@@ -63,7 +63,8 @@ SAMPLES: list[tuple[str, str, str, dict[str, str], dict[str, str], dict[str, Any
 
 
 def sample_events() -> dict[str, dict[str, Any]]:
-    declared = {route.route_key for route in load_template().routes}
+    routes = {route.route_key: route for route in load_template().routes}
+    declared = set(routes)
     events: dict[str, dict[str, Any]] = {}
     for name, method, route_path, params, headers, body in SAMPLES:
         route_key = f"{method} {route_path}"
@@ -78,6 +79,11 @@ def sample_events() -> dict[str, dict[str, Any]]:
         context = event["requestContext"]
         context.update(requestId=REQUEST_ID, time=TIME, timeEpoch=TIME_EPOCH, domainName="localhost",
                        domainPrefix="localhost")
+        if routes[route_key].authorizer is not None:
+            # What the function sees once the route's authorizer accepted the sample token; the
+            # authorizer's own sample is the request before that.
+            events.setdefault("authorizer", authorizer_event(json.loads(json.dumps(event))))
+            with_authorizer_result(event, {"isAuthorized": True, "context": {"role": "organizer"}})
         events[name] = event
     missing = declared - {f"{method} {path}" for _, method, path, *_ in SAMPLES}
     if missing:

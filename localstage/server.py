@@ -19,9 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from localstage.lambda_runtime import http_event
+from localstage.lambda_runtime import authorizer_event, http_event, with_authorizer_result
 from localstage.template import Route, match_route
-from localstage.workers import FunctionPool, HandlerError, InvokeFailure
+from localstage.workers import FunctionPool, HandlerError, Invocation, InvokeFailure
 
 log = logging.getLogger("localstage")
 
@@ -148,9 +148,34 @@ class Gateway:
         if found is None:
             # API Gateway answers 404 for an unknown path and for a known one with another method.
             return Response.error(404, "not_found", f"No route for {method} {raw_path}."), "no route"
-        pool = self.pools[found.route.function]
         event = build_event(found.route, found.path_parameters, method=method, raw_path=raw_path,
                             raw_query=raw_query, headers=headers, body=body, source_ip=source_ip, host=host)
+        if found.route.authorizer is not None:
+            # As API Gateway does: the route's Lambda authorizer first; a failure there is a 500
+            # and a refusal a 403, each in API Gateway's own body.
+            outcome, note = self._invoke(self.pools[found.route.authorizer], authorizer_event(event))
+            if isinstance(outcome, Response):
+                return Response(500, [("Content-Type", "application/json")],
+                                b'{"message":"Internal Server Error"}'), f"authorizer: {note}"
+            authorized = with_authorizer_result(event, outcome.result)
+            if authorized is None:
+                return Response(403, [("Content-Type", "application/json")], b'{"message":"Forbidden"}'), note
+            event = authorized
+        outcome, note = self._invoke(self.pools[found.route.function], event)
+        if isinstance(outcome, Response):
+            return outcome, note
+        pool = self.pools[found.route.function]
+        try:
+            response = lambda_response(outcome.result)
+        except (ValueError, TypeError, binascii.Error) as exc:
+            log.error("%s: malformed Lambda response (%s): %.500r", pool.name, exc, outcome.result)
+            return (Response.error(500, "internal_error", "The function returned a malformed response."),
+                    f"{pool.name} malformed response")
+        return response, note
+
+    @staticmethod
+    def _invoke(pool: FunctionPool, event: dict[str, Any]) -> tuple[Invocation | Response, str]:
+        """The invocation, or the error response API Gateway would give when it failed."""
         try:
             invocation = pool.invoke(event)
         except InvokeFailure as failure:
@@ -167,16 +192,10 @@ class Gateway:
             log.error("%s: unhandled %s\n%s", pool.name, error.error_type, error.trace)
             return (Response.error(500, "internal_error", "An unexpected error occurred; it has been logged."),
                     f"{pool.name} unhandled {error.error_type}")
-        try:
-            response = lambda_response(invocation.result)
-        except (ValueError, TypeError, binascii.Error) as exc:
-            log.error("%s: malformed Lambda response (%s): %.500r", pool.name, exc, invocation.result)
-            return (Response.error(500, "internal_error", "The function returned a malformed response."),
-                    f"{pool.name} malformed response")
         note = f"{pool.name} {invocation.duration_ms:.0f} ms"
         if invocation.init_duration_ms is not None:
             note += f" (cold start, init {invocation.init_duration_ms:.0f} ms)"
-        return response, note
+        return invocation, note
 
 
 class StageHTTPServer(ThreadingHTTPServer):
@@ -191,6 +210,9 @@ class StageHTTPServer(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a kept-alive connection waits
+    # for the client's delayed ACK (~40 ms) before the body leaves.
+    disable_nagle_algorithm = True
     server: StageHTTPServer
 
     def version_string(self) -> str:

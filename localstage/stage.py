@@ -196,13 +196,7 @@ class Backends:
 
 def function_environment(template: Template, spec: FunctionSpec, backends: Backends) -> dict[str, str]:
     """What the function's process sees: Lambda's variables, then the template's with !Ref resolved."""
-    refs = {
-        "DatabaseUrl": backends.database_url,
-        "AdminToken": backends.admin_token,
-        "IdempotencyTable": backends.table_name,
-    }
-    if os.environ.get("PAYMENT_PROVIDER"):
-        refs["PaymentProvider"] = os.environ["PAYMENT_PROVIDER"]
+    refs = {"IdempotencyTable": backends.table_name, "StageName": "local"}
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/"),
@@ -210,8 +204,6 @@ def function_environment(template: Template, spec: FunctionSpec, backends: Backe
         "TZ": "UTC",
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAYER_PATH)]),
         "PYTHONUNBUFFERED": "1",
-        # Powertools warns on every invocation that publishes no metric; noise on a terminal.
-        "PYTHONWARNINGS": "ignore:No application metrics to publish:UserWarning",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "local",
@@ -227,7 +219,14 @@ def function_environment(template: Template, spec: FunctionSpec, backends: Backe
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
     }
     env.update(template.environment(spec, refs))
-    env.update({"POWERTOOLS_TRACE_DISABLED": "true"})  # no X-Ray daemon locally
+    env.update({
+        # Where AWS has RDS Proxy with IAM auth and a Secrets Manager token, the stage has its own.
+        "DATABASE_URL": backends.database_url,
+        "TICKETS_ADMIN_TOKEN": backends.admin_token,
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+    })
+    if os.environ.get("PAYMENT_PROVIDER"):
+        env["PAYMENT_PROVIDER"] = os.environ["PAYMENT_PROVIDER"]
     env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tickets")
     return env
 

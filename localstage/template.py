@@ -52,6 +52,7 @@ class Route:
     pattern: re.Pattern[str] = field(compare=False, repr=False)
     static_segments: int = field(compare=False, repr=False)
     greedy: bool = field(compare=False, repr=False)
+    authorizer: str | None = None  # logical id of the Lambda authorizer function API Gateway runs first
 
     @property
     def route_key(self) -> str:
@@ -162,8 +163,48 @@ def rate_seconds(expression: str) -> float | None:
     return float(int(match.group(1)) * _UNIT_SECONDS[unit])
 
 
+def _function_logical_id(arn: Any) -> str | None:
+    """The function behind `!GetAtt SomeFunction.Arn`."""
+    if isinstance(arn, dict) and isinstance(arn.get("Fn::GetAtt"), list) and arn["Fn::GetAtt"][1:] == ["Arn"]:
+        return str(arn["Fn::GetAtt"][0])
+    return None
+
+
+@dataclass(frozen=True)
+class ApiAuth:
+    authorizers: dict[str, str]  # authorizer name -> logical id of its function
+    default: str | None
+
+
+def _api_auth(resources: dict[str, Any]) -> dict[str, ApiAuth]:
+    """The Lambda authorizers of each AWS::Serverless::HttpApi, by the API's logical id."""
+    found: dict[str, ApiAuth] = {}
+    for logical_id, resource in resources.items():
+        if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::HttpApi":
+            continue
+        auth = (resource.get("Properties") or {}).get("Auth") or {}
+        authorizers = {name: function for name, config in (auth.get("Authorizers") or {}).items()
+                       if (function := _function_logical_id((config or {}).get("FunctionArn")))}
+        found[logical_id] = ApiAuth(authorizers, auth.get("DefaultAuthorizer"))
+    return found
+
+
+def _route_authorizer(event_properties: dict[str, Any], apis: dict[str, ApiAuth]) -> str | None:
+    api_ref = event_properties.get("ApiId")
+    api = apis.get(str(api_ref.get("Ref"))) if isinstance(api_ref, dict) else None
+    if api is None:
+        return None
+    name = ((event_properties.get("Auth") or {}).get("Authorizer")) or api.default
+    if name is None or name == "NONE":
+        return None
+    if name not in api.authorizers:
+        raise ValueError(f"template.yaml: route authorizer {name!r} is not a Lambda authorizer of its API")
+    return api.authorizers[name]
+
+
 def load_template(path: Path = TEMPLATE_PATH) -> Template:
     document = yaml.load(path.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader
+    apis = _api_auth(document.get("Resources") or {})
     globals_ = (document.get("Globals") or {}).get("Function") or {}
     global_env = ((globals_.get("Environment") or {}).get("Variables")) or {}
     functions: dict[str, FunctionSpec] = {}
@@ -191,7 +232,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> Template:
                 route_path = str(eprops.get("Path", "/{proxy+}"))
                 pattern, static, greedy = compile_path(route_path)
                 route = Route(method=method, path=route_path, function=logical_id, pattern=pattern,
-                              static_segments=static, greedy=greedy)
+                              static_segments=static, greedy=greedy, authorizer=_route_authorizer(eprops, apis))
                 spec.routes.append(route)
                 routes.append(route)
             elif kind in ("Schedule", "ScheduleV2"):

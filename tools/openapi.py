@@ -12,9 +12,19 @@ import json
 import os
 from typing import Any
 
-from localstage.lambda_runtime import load_module
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, SecurityScheme
+
+from localstage.lambda_runtime import ensure_layer_on_path, load_module
 from localstage.template import load_template
 
+ensure_layer_on_path()
+from tickets.http import ORGANIZER_SCHEME  # noqa: E402 - the layer's package, on the path just above
+
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
+    ORGANIZER_SCHEME: HTTPBearer(description="Organizer and staff calls: Authorization: Bearer <token> "
+                                             "(TICKETS_ADMIN_TOKEN on the local stage; the AdminTokenSecretArn "
+                                             "secret on AWS). Without it: 401 unauthorized."),
+}
 TITLE = "Tickets API"
 VERSION = "1.0.0"
 DESCRIPTION = ("Ticket reservations: the HTTP contract of shared/API.md. Every error is "
@@ -31,11 +41,12 @@ def build_schema() -> dict[str, Any]:
         if not spec.routes:
             continue
         app = load_module(spec.code_uri).app
-        schema = app.get_openapi_schema(title=TITLE, version=VERSION).model_dump(
+        schema = app.get_openapi_schema(title=TITLE, version=VERSION, security_schemes=SECURITY_SCHEMES).model_dump(
             mode="json", by_alias=True, exclude_none=True)
         for path, operations in schema.get("paths", {}).items():
             merged["paths"].setdefault(path, {}).update(operations)
         merged["components"]["schemas"].update(schema.get("components", {}).get("schemas", {}))
+        merged["components"]["securitySchemes"] = schema.get("components", {}).get("securitySchemes", {})
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["components"]["schemas"] = dict(sorted(merged["components"]["schemas"].items()))
     return merged

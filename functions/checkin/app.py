@@ -7,13 +7,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets import checkin
-from tickets.http import create_app, error_responses, http_handler, json_response, success_response
+from tickets.http import ORGANIZER_SECURITY, create_app, error_responses, http_handler, json_response, success_response
 from tickets.models import CheckIn
 
 app = create_app()
 
 
 @app.post("/tickets/<ticket_code>/check-in", summary="Check a ticket in", tags=["tickets"],
+          security=ORGANIZER_SECURITY,
           responses={**success_response(200, CheckIn, "Admitted"),
                      **error_responses({
                          401: "Missing or wrong staff token (unauthorized)",

@@ -7,13 +7,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets import events
-from tickets.http import create_app, error_responses, http_handler, json_response, success_response
+from tickets.http import ORGANIZER_SECURITY, create_app, error_responses, http_handler, json_response, success_response
 from tickets.models import Event, EventCreate
 
 app = create_app()
 
 
 @app.post("/events", summary="Create an event", tags=["events"],
+          security=ORGANIZER_SECURITY,
           responses={**success_response(201, Event, "The event, as GET returns it"),
                      **error_responses({401: "Missing or wrong organizer token (unauthorized)"})})
 def create_event(event: EventCreate) -> Response[dict[str, Any]]:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localstage.lambda_runtime import ROOT, LambdaContext, ensure_layer_on_path, http_event
+from localstage.lambda_runtime import (
+    ROOT,
+    LambdaContext,
+    authorizer_event,
+    ensure_layer_on_path,
+    http_event,
+    with_authorizer_result,
+)
 from localstage.template import load_template, match_route
 
 
@@ -75,6 +82,13 @@ class Api:
             event = http_event(method, path, route_key=found.route.route_key,
                                path_parameters=found.path_parameters or None, headers=headers, body=body,
                                source_ip=source_ip)
+            if found.route.authorizer is not None:  # API Gateway runs the route's authorizer first
+                authorizer = self.template.functions[found.route.authorizer]
+                verdict = self.invoke_raw(authorizer_event(event), authorizer.code_uri, authorizer.logical_id)
+                authorized = with_authorizer_result(event, verdict)
+                if authorized is None:
+                    return ApiResponse(403, {"content-type": "application/json"}, '{"message":"Forbidden"}')
+                event = authorized
             return self.invoke(event, function.code_uri, function.logical_id)
         raise AssertionError(f"template.yaml has no route for {method} {path}")
 

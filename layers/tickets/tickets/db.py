@@ -5,17 +5,25 @@ one request at a time per environment). It is thread-local so that threads stand
 separate environments (the concurrency tests) never share one. Autocommit: every call of a SQL function is its own
 transaction, so a lock is held for one round trip. prepare_threshold=None and no session SET
 keep RDS Proxy from pinning the connection.
+
+Where to connect: DATABASE_URL when set (the local stage, the tests); on AWS, DB_HOST (the RDS
+Proxy endpoint), DB_PORT, DB_NAME and DB_USER, signing in with a 15-minute IAM token over TLS
+verified against the public CAs (the proxy's certificate is issued by Amazon's public CA).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
+import certifi
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from tickets.errors import ServiceUnavailable
@@ -25,10 +33,26 @@ _environment = threading.local()
 CONNECT_TIMEOUT_SECONDS = 5
 
 
+@functools.cache
+def _rds_client() -> Any:
+    return boto3.client("rds")
+
+
+def conninfo() -> str:
+    """The connection string: DATABASE_URL, else the RDS Proxy with a fresh IAM token."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    host, port, user = os.environ["DB_HOST"], int(os.environ.get("DB_PORT", "5432")), os.environ["DB_USER"]
+    token = _rds_client().generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
+    return make_conninfo(host=host, port=port, dbname=os.environ.get("DB_NAME", "tickets"), user=user,
+                         password=token, sslmode="verify-full", sslrootcert=certifi.where())
+
+
 def _connect() -> psycopg.Connection[dict[str, Any]]:
     try:
         return psycopg.connect(
-            os.environ["DATABASE_URL"],
+            conninfo(),
             autocommit=True,
             prepare_threshold=None,
             row_factory=dict_row,

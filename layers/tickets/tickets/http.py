@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
-import os
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -18,7 +16,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from tickets.errors import ApiError, Unauthorized
+from tickets.auth import organizer_rejection
+from tickets.errors import ApiError
 from tickets.models import ErrorResponse
 from tickets.observability import LambdaHandler, instrumented, logger
 
@@ -31,6 +30,11 @@ COMMON_ERRORS: dict[int, str] = {
     422: "A field of the wrong type or out of range (validation_error, with details)",
     503: "A backing store is down (unavailable, with Retry-After)",
 }
+
+
+# OpenAPI: the organizer/staff routes' bearer token (checked by the authorizer, tickets.auth).
+ORGANIZER_SCHEME = "organizerToken"
+ORGANIZER_SECURITY: list[dict[str, list[str]]] = [{ORGANIZER_SCHEME: []}]
 
 
 def error_responses(extra: dict[int, str]) -> dict[int, dict[str, Any]]:
@@ -128,14 +132,15 @@ def _guard_request(event: dict[str, Any]) -> ApiError | None:
 def http_handler(app: APIGatewayHttpResolver, *, organizer_routes: frozenset[str] = frozenset()) -> LambdaHandler:
     """The Lambda entry point of an API function.
 
-    organizer_routes: route keys ("POST /events") that need the organizer token. It is checked
-    before routing, so a caller without it learns 401 and nothing about the body's validity.
+    organizer_routes: route keys ("POST /events") that need the organizer token, as vouched for by
+    the authorizer (tickets.auth). It is checked before routing, so a caller without it learns 401
+    and nothing about the body's validity.
     """
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         rejection = _guard_request(event)
         if rejection is None and event.get("routeKey") in organizer_routes:
-            rejection = _organizer_rejection(event.get("headers") or {})
+            rejection = organizer_rejection(event)
         if rejection is not None:
             return {"statusCode": rejection.status, "headers": {"Content-Type": content_types.APPLICATION_JSON,
                                                                 **rejection.headers},
@@ -143,13 +148,3 @@ def http_handler(app: APIGatewayHttpResolver, *, organizer_routes: frozenset[str
         return app.resolve(event, context)
 
     return instrumented(handler)
-
-
-def _organizer_rejection(headers: dict[str, str]) -> ApiError | None:
-    """Organizer and staff calls carry `Authorization: Bearer <TICKETS_ADMIN_TOKEN>`."""
-    expected = os.environ.get("TICKETS_ADMIN_TOKEN", "")
-    header = next((value for name, value in headers.items() if name.lower() == "authorization"), "") or ""
-    scheme, _, token = header.partition(" ")
-    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
-        return Unauthorized("A valid organizer token is required: send Authorization: Bearer <token>.")
-    return None

@@ -8,13 +8,19 @@ scoped advisory lock lets several deployers run this at once safely.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from importlib import resources
 
 import psycopg
 
 MIGRATION_LOCK_KEY = 7_310_455_001
+RETRY_INTERVAL_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def migration_files() -> list[tuple[str, str]]:
@@ -42,6 +48,24 @@ def apply_migrations(database_url: str) -> list[str]:
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 applied_now.append(version)
     return applied_now
+
+
+def apply_when_reachable(conninfo: Callable[[], str], *, give_up_in_seconds: float,
+                         sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """apply_migrations, retrying while the database cannot be reached (a new cluster's proxy
+    target takes minutes to become available); a failing migration is not retried."""
+    deadline = time.monotonic() + give_up_in_seconds
+    while True:
+        try:
+            with psycopg.connect(conninfo(), connect_timeout=10):
+                pass
+        except psycopg.OperationalError as exc:
+            if time.monotonic() + RETRY_INTERVAL_SECONDS > deadline:
+                raise
+            log.warning("database not reachable yet (%s); retrying in %.0f s", exc, RETRY_INTERVAL_SECONDS)
+            sleep(RETRY_INTERVAL_SECONDS)
+            continue
+        return apply_migrations(conninfo())
 
 
 def main() -> int:

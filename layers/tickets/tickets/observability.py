@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+
+# Most invocations (reads, refusals) record no business metric; Powertools would warn on each.
+warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
 logger = Logger(service="tickets")
 metrics = Metrics(namespace="Tickets", service="tickets")
