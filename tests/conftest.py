@@ -34,6 +34,7 @@ os.environ.update({
 })
 ensure_layer_on_path()
 
+
 TABLES = "tickets, payments, reservations, tier_inventory, tiers, events"
 
 
@@ -74,6 +75,26 @@ def api(db: psycopg.Connection[tuple[object, ...]], dynamodb_endpoint: str):  # 
     from tests.support.api import Api
 
     return Api(ADMIN_TOKEN)
+
+
+# The most threads a race test runs at once; each gets its own execution environment.
+RACE_ENVIRONMENTS = 60
+
+
+@pytest.fixture(scope="session")
+def _lambda_environments(database_url: str, dynamodb_endpoint: str):  # type: ignore[no-untyped-def]
+    from tests.integration.environments import LambdaEnvironments
+
+    environments = LambdaEnvironments(RACE_ENVIRONMENTS, ADMIN_TOKEN)
+    yield environments
+    environments.stop()
+
+
+@pytest.fixture
+def environments(db: psycopg.Connection[tuple[object, ...]], _lambda_environments):  # type: ignore[no-untyped-def]
+    """Separate Lambda execution environments (processes), for tests that race the handlers:
+    `environments[n]` is an `Api` whose calls run in environment n only."""
+    return _lambda_environments
 
 
 @pytest.fixture

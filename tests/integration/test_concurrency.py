@@ -1,12 +1,13 @@
 """Races: many buyers on one tier, confirm against expiry, two scanners, concurrent retries.
 
-Each thread stands for one Lambda execution environment (its own copy of the function module
-and its own database connection), so the transactions really overlap in PostgreSQL.
+Every racing request goes through the real handlers, Idempotency-Key included. Thread n drives
+`environments[n]`, a Lambda execution environment of its own (a process: see environments.py
+for why threads of one process cannot stand in for environments), so the invocations really
+overlap in DynamoDB and in PostgreSQL.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from localstage.lambda_runtime import scheduled_event
+from tests.integration.environments import LambdaEnvironments
 from tests.support.api import Api, ApiResponse
 
 T = TypeVar("T")
@@ -33,38 +35,6 @@ def race(count: int, work: Callable[[int], T]) -> list[T]:
         return list(pool.map(run, range(count)))
 
 
-def reserve_directly(event_id: str, quantity: int, buyer: str) -> ApiResponse:
-    """Reserve through the domain and its SQL, as the handler does after parsing.
-
-    The inventory races run here rather than through the handler: in-process threads share the
-    Powertools idempotency state, which under 50 threads occasionally answers request_in_progress
-    for a fresh key (see the README's known issues). The same race over HTTP, with worker
-    processes like Lambda environments, is tests/e2e (100 requests, 10 seats).
-    """
-    from tickets import reservations
-    from tickets.errors import ApiError
-    from tickets.models import ReserveRequest
-
-    try:
-        held = reservations.reserve(event_id, ReserveRequest(quantity=quantity), buyer)
-    except ApiError as error:
-        return ApiResponse(error.status, {}, json.dumps(error.body()))
-    return ApiResponse(201, {}, held.model_dump_json())
-
-
-def confirm_directly(reservation_id: str) -> ApiResponse:
-    """Confirm through the domain, for the same reason as reserve_directly."""
-    from tickets import reservations
-    from tickets.errors import ApiError
-    from tickets.payments import TestPaymentProvider
-
-    try:
-        sold = reservations.confirm(reservation_id, "tok_visa", TestPaymentProvider())
-    except ApiError as error:
-        return ApiResponse(error.status, {}, json.dumps(error.body()))
-    return ApiResponse(200, {}, sold.model_dump_json())
-
-
 def assert_counters_agree_with_rows(db: Any) -> None:
     """seats_taken of every tier = seats of its confirmed holds and of its held (live or lapsed) ones."""
     rows = db.execute("""
@@ -78,10 +48,12 @@ def assert_counters_agree_with_rows(db: Any) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fifty_buyers_with_mixed_quantities_never_oversell(api: Api, key: str, db: Any, seed: int) -> None:
+def test_fifty_buyers_with_mixed_quantities_never_oversell(api: Api, environments: LambdaEnvironments, key: str,
+                                                           db: Any, seed: int) -> None:
     event = api.create_event(tiers=[{"name": "Hot", "capacity": 10, "price": 100, "max_per_order": 4}])
     quantities = [random.Random(seed * 100 + n).randint(1, 4) for n in range(50)]
-    responses = race(50, lambda n: reserve_directly(event["event_id"], quantities[n], f"buyer-{n}"))
+    responses = race(50, lambda n: environments[n].reserve(event["event_id"], quantities[n], key=f"{key}-{n}",
+                                                           device=f"buyer-{n}"))
 
     assert not [r.text for r in responses if r.status not in (201, 409)]
     held = sum(q for q, r in zip(quantities, responses, strict=True) if r.status == 201)
@@ -100,10 +72,11 @@ def test_fifty_buyers_with_mixed_quantities_never_oversell(api: Api, key: str, d
 
 
 @pytest.mark.parametrize(("buyers", "capacity"), [(60, 10), (50, 100)])
-def test_seats_held_equal_min_of_demand_and_capacity(api: Api, key: str, db: Any, buyers: int,
-                                                     capacity: int) -> None:
+def test_seats_held_equal_min_of_demand_and_capacity(api: Api, environments: LambdaEnvironments, key: str, db: Any,
+                                                     buyers: int, capacity: int) -> None:
     event = api.create_event(tiers=[{"name": "Hot", "capacity": capacity, "price": 100}])
-    responses = race(buyers, lambda n: reserve_directly(event["event_id"], 1, f"buyer-{n}"))
+    responses = race(buyers, lambda n: environments[n].reserve(event["event_id"], 1, key=f"{key}-{n}",
+                                                               device=f"buyer-{n}"))
     statuses = [r.status for r in responses]
     held_ids = {r.body["reservation_id"] for r in responses if r.status == 201}
     assert len(held_ids) == min(buyers, capacity)
@@ -113,17 +86,20 @@ def test_seats_held_equal_min_of_demand_and_capacity(api: Api, key: str, db: Any
     assert_counters_agree_with_rows(db)
 
 
-def test_buyers_racing_lapsed_holds_reclaim_them(api: Api, key: str, db: Any) -> None:
+def test_buyers_racing_lapsed_holds_reclaim_them(api: Api, environments: LambdaEnvironments, key: str,
+                                                 db: Any) -> None:
     event = api.create_event(tiers=[{"name": "Hot", "capacity": 10, "price": 100}])
     for n in range(10):
         assert api.reserve(event["event_id"], 1, key=f"{key}-old-{n}").status == 201
     db.execute("UPDATE reservations SET expires_at = now() - interval '1 second'")
-    responses = race(30, lambda n: reserve_directly(event["event_id"], 1, f"buyer-{n}"))
+    responses = race(30, lambda n: environments[n].reserve(event["event_id"], 1, key=f"{key}-{n}",
+                                                           device=f"buyer-{n}"))
     assert len({r.body["reservation_id"] for r in responses if r.status == 201}) == 10
     assert_counters_agree_with_rows(db)
 
 
-def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, key: str, db: Any) -> None:
+def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, environments: LambdaEnvironments, key: str,
+                                                      db: Any) -> None:
     event = api.create_event(tiers=[{"name": "GA", "capacity": 40, "price": 100}])
     holds = [api.reserve(event["event_id"], 1, key=f"{key}-{n}").body for n in range(20)]
     # Each hold lapses a few milliseconds from now, so confirm and expiry meet at the boundary.
@@ -133,8 +109,8 @@ def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, key: str, db: An
 
     def contender(index: int) -> ApiResponse | Any:
         if index % 2 == 0:
-            return confirm_directly(holds[index // 2]["reservation_id"])
-        return api.invoke_raw(scheduled_event(), "functions/expire/")
+            return environments[index].confirm(holds[index // 2]["reservation_id"], key=f"{key}-c{index}")
+        return environments[index].invoke_raw(scheduled_event(), "functions/expire/")
 
     results = race(40, contender)
     confirms = results[0::2]
@@ -157,11 +133,11 @@ def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, key: str, db: An
     assert_counters_agree_with_rows(db)
 
 
-def test_two_scanners_on_one_ticket(api: Api, key: str) -> None:
+def test_two_scanners_on_one_ticket(api: Api, environments: LambdaEnvironments, key: str) -> None:
     event = api.create_event()
     hold = api.reserve(event["event_id"], 1, key=key).body
     code = api.confirm(hold["reservation_id"], key=key + "c").body["tickets"][0]["ticket_code"]
-    responses = race(8, lambda _: api.request("POST", f"/tickets/{code}/check-in", admin=True))
+    responses = race(8, lambda n: environments[n].request("POST", f"/tickets/{code}/check-in", admin=True))
     admitted = [r for r in responses if r.status == 200]
     assert len(admitted) == 1
     refused = [r for r in responses if r.status != 200]
@@ -169,9 +145,10 @@ def test_two_scanners_on_one_ticket(api: Api, key: str) -> None:
     assert {r.body["error"]["checked_in_at"] for r in refused} == {admitted[0].body["checked_in_at"]}
 
 
-def test_concurrent_retries_make_one_reservation(api: Api, key: str, db: Any) -> None:
+def test_concurrent_retries_make_one_reservation(api: Api, environments: LambdaEnvironments, key: str,
+                                                 db: Any) -> None:
     event = api.create_event()
-    responses = race(12, lambda _: api.reserve(event["event_id"], 2, key=key))
+    responses = race(12, lambda n: environments[n].reserve(event["event_id"], 2, key=key))
     made = [r for r in responses if r.status == 201]
     assert made and {r.body["reservation_id"] for r in made} == {made[0].body["reservation_id"]}
     busy = [r for r in responses if r.status != 201]
@@ -180,11 +157,12 @@ def test_concurrent_retries_make_one_reservation(api: Api, key: str, db: Any) ->
     assert db.execute("SELECT count(*), sum(quantity) FROM reservations").fetchone() == (1, 2)
 
 
-def test_concurrent_confirms_under_different_keys_sell_once(api: Api, key: str, db: Any) -> None:
+def test_concurrent_confirms_under_different_keys_sell_once(api: Api, environments: LambdaEnvironments, key: str,
+                                                            db: Any) -> None:
     event = api.create_event()
     hold = api.reserve(event["event_id"], 2, key=key).body
-    responses = race(6, lambda n: api.confirm(hold["reservation_id"], key=f"{key}-c{n}",
-                                              token="tok_visa" if n % 2 else "tok_mastercard"))
+    responses = race(6, lambda n: environments[n].confirm(hold["reservation_id"], key=f"{key}-c{n}",
+                                                          token="tok_visa" if n % 2 else "tok_mastercard"))
     assert [r.status for r in responses].count(200) == 1
     assert all(r.status == 409 and r.error_code in ("reservation_confirmed", "request_in_progress")
                for r in responses if r.status != 200)

@@ -40,7 +40,9 @@ _environments = threading.local()
 
 
 def _handler_for(code_uri: str) -> Any:
-    """One copy of each function module per thread: a thread stands for one Lambda environment."""
+    """One copy of each function module per thread. It does not make a thread a Lambda environment:
+    Powertools keeps the request being resolved on a class all resolvers share, so concurrent
+    calls go through tests/integration/environments.py (one process per environment) instead."""
     ensure_layer_on_path()
     loaded: dict[str, Any] = _environments.__dict__.setdefault("handlers", {})
     if code_uri not in loaded:

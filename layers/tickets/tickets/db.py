@@ -1,9 +1,8 @@
 """The database connection of one execution environment.
 
 One connection per environment, opened on first use and kept across invocations (Lambda runs
-one request at a time per environment). It is thread-local so that threads standing in for
-separate environments (the concurrency tests) never share one. Autocommit: every call of a SQL function is its own
-transaction, so a lock is held for one round trip. prepare_threshold=None and no session SET
+one request at a time per environment); thread-local, so that no two threads ever share one.
+Autocommit: every call of a SQL function is its own transaction, so a lock is held for one round trip. prepare_threshold=None and no session SET
 keep RDS Proxy from pinning the connection.
 
 Where to connect: DATABASE_URL when set (the local stage, the tests); on AWS, DB_HOST (the RDS
