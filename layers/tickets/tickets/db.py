@@ -2,8 +2,9 @@
 
 One connection per environment, opened on first use and kept across invocations (Lambda runs
 one request at a time per environment); thread-local, so that no two threads ever share one.
-Autocommit: every call of a SQL function is its own transaction, so a lock is held for one round trip. prepare_threshold=None and no session SET
-keep RDS Proxy from pinning the connection.
+Autocommit: every call of a SQL function is its own transaction, so a lock is held for one
+round trip. prepare_threshold=None and no session SET keep RDS Proxy from pinning the
+connection.
 
 Where to connect: DATABASE_URL when set (the local stage, the tests); on AWS, DB_HOST (the RDS
 Proxy endpoint), DB_PORT, DB_NAME and DB_USER, signing in with a 15-minute IAM token over TLS

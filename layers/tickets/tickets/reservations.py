@@ -47,8 +47,8 @@ def _outcome_error(result: dict[str, Any]) -> ApiError:
         return Conflict("This tier is sold out.", code="sold_out", available_seats=0)
     if outcome == "insufficient_inventory":
         seats = result["available_seats"]
-        return Conflict(f"Only {seats} seats are left in this tier.", code="insufficient_inventory",
-                        available_seats=seats)
+        left = "1 seat is" if seats == 1 else f"{seats} seats are"
+        return Conflict(f"Only {left} left in this tier.", code="insufficient_inventory", available_seats=seats)
     if outcome == "reservation_not_found":
         return NotFound(RESERVATION_NOT_FOUND, code="reservation_not_found")
     raise ValueError(f"unexpected outcome {outcome!r}")
