@@ -12,12 +12,15 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 BUILD_DIR := .aws-sam/build
 
-.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events build build-check
+.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check bench-db
 
 $(STAMP): requirements-dev.txt layers/tickets/requirements.txt
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "PostgreSQL server binaries are missing; installing (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v bats >/dev/null && command -v jq >/dev/null && command -v curl >/dev/null || { \
+	  echo "bats, jq or curl is missing (the stage checks need them); installing (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bats jq curl >/dev/null; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -c "import psycopg, aws_lambda_powertools, moto, pytest"
@@ -26,14 +29,22 @@ $(STAMP): requirements-dev.txt layers/tickets/requirements.txt
 dev: $(STAMP)  ## The whole API on 127.0.0.1:$${PORT:-3000}
 	exec $(BIN)/python -m localstage
 
-test: $(STAMP)  ## The test suite, on a throwaway PostgreSQL unless DATABASE_URL is set
+test: $(STAMP)  ## The test suite, on a throwaway PostgreSQL unless DATABASE_URL is set; then the stage checks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	bash tests/stage_checks.sh
+
+.PHONY: bats race
+bats: $(STAMP)  ## The BATS concurrency suite (tests/bats) on a private local stage, or on $$API_URL
+	bash tests/stage_checks.sh bats
+
+race: $(STAMP)  ## The last-seat race script (tests/race) at 200 requests on a private local stage, or on $$API_URL
+	bash tests/stage_checks.sh race
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/tickets/tickets localstage tools
+	$(BIN)/mypy layers/tickets/tickets localstage tools benchmarks
 
 openapi: $(STAMP)  ## Regenerates openapi.json from the resolvers' routes and models
 	$(BIN)/python -m tools.openapi > openapi.json
@@ -56,11 +67,18 @@ build: $(SAM)  ## sam build into .aws-sam/build, with the local interpreter matc
 build-check: $(STAMP) build  ## Runs the built functions and layer on the runtime's interpreter (tests/build)
 	SAM_BUILD_DIR=$(BUILD_DIR) LAMBDA_PYTHON=$$(tools/lambda_python.sh) $(BIN)/python -m pytest tests/build -q
 
+bench-db: $(STAMP)  ## Reservations/s the database takes on one hot tier (pgbench on reserve_seats)
+	$(BIN)/python -m benchmarks.reserve_db
+
 migrate: $(STAMP)  ## Applies migrations to $$DATABASE_URL
 	$(BIN)/python -m tickets.migrate
 
 invoke: $(STAMP)  ## make invoke FUNCTION=reserve EVENT=events/reserve.json
 	$(BIN)/python -m localstage invoke $(FUNCTION) $(EVENT)
+
+load: $(STAMP)  ## k6 load tests (tests/load) on a local stage of their own, or on $$API_URL
+	@echo "make load: to aim it at a deployed stage: API_URL=https://<api-id>.execute-api.<region>.amazonaws.com/<stage> TICKETS_ADMIN_TOKEN=<token> make load"
+	K6=$(BIN)/k6 PYTHON=$(BIN)/python tests/load/run.sh $(LOAD_SCRIPTS)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,41 @@
+-- Deletes one event and every row that references it, children first, in one transaction.
+-- Used by the stage checks (tests/bats, tests/race) to remove the events they created.
+--
+--   psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -v event_id=<uuid> -f tests/support/purge_event.sql
+--
+-- Tables and foreign keys: layers/tickets/tickets/migrations/*.sql
+--   tickets        -> reservations, events
+--   payments       -> reservations
+--   reservations   -> events, tiers
+--   tier_inventory -> tiers
+--   tiers          -> events
+-- An unknown event id deletes nothing. A missing event_id variable is an error (ON_ERROR_STOP).
+-- The DynamoDB idempotency records of the event's requests are left to their TTL.
+
+\set ON_ERROR_STOP on
+
+BEGIN;
+
+CREATE TEMPORARY TABLE purge_reservations ON COMMIT DROP AS
+    SELECT reservation_id FROM reservations
+    WHERE event_id = :'event_id'
+       OR tier_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id');
+
+DELETE FROM tickets
+WHERE event_id = :'event_id'
+   OR reservation_id IN (SELECT reservation_id FROM purge_reservations);
+
+DELETE FROM payments
+WHERE reservation_id IN (SELECT reservation_id FROM purge_reservations);
+
+DELETE FROM reservations
+WHERE reservation_id IN (SELECT reservation_id FROM purge_reservations);
+
+DELETE FROM tier_inventory
+WHERE tier_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id');
+
+DELETE FROM tiers WHERE event_id = :'event_id';
+
+DELETE FROM events WHERE event_id = :'event_id';
+
+COMMIT;
