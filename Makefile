@@ -44,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/tickets/tickets localstage tools benchmarks
+	$(BIN)/mypy layers/tickets/tickets localstage tools benchmarks tests/race/race.py
 
 openapi: $(STAMP)  ## Regenerates openapi.json from the resolvers' routes and models
 	$(BIN)/python -m tools.openapi > openapi.json
