@@ -147,13 +147,17 @@ def authorizer_event(request: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def with_authorizer_result(request: dict[str, Any], result: Any) -> dict[str, Any] | None:
-    """The request as the function receives it after a simple-response authorizer, or None when
-    API Gateway refuses it (403)."""
+# What API Gateway answers, with 403, when a route's authorizer refuses the request.
+AUTHORIZER_REFUSAL = '{"message":"Forbidden"}'
+
+
+def apply_authorizer_result(request: dict[str, Any], result: Any) -> bool:
+    """Puts a simple-response authorizer's context into the request, as the function receives it;
+    False when the authorizer refused it (API Gateway then answers 403 AUTHORIZER_REFUSAL)."""
     if not isinstance(result, dict) or result.get("isAuthorized") is not True:
-        return None
+        return False
     request["requestContext"]["authorizer"] = {"lambda": dict(result.get("context") or {})}
-    return request
+    return True
 
 
 def scheduled_event() -> dict[str, Any]:

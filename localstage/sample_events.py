@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localstage.lambda_runtime import ROOT, authorizer_event, http_event, scheduled_event, with_authorizer_result
+from localstage.lambda_runtime import ROOT, apply_authorizer_result, authorizer_event, http_event, scheduled_event
 from localstage.stage import (
     DEMO_ADMIN_TOKEN,
     DEMO_EVENT_ID,
@@ -83,7 +83,7 @@ def sample_events() -> dict[str, dict[str, Any]]:
             # What the function sees once the route's authorizer accepted the sample token; the
             # authorizer's own sample is the request before that.
             events.setdefault("authorizer", authorizer_event(json.loads(json.dumps(event))))
-            with_authorizer_result(event, {"isAuthorized": True, "context": {"role": "organizer"}})
+            apply_authorizer_result(event, {"isAuthorized": True, "context": {"role": "organizer"}})
         events[name] = event
     missing = declared - {f"{method} {path}" for _, method, path, *_ in SAMPLES}
     if missing:

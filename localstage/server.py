@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from localstage.lambda_runtime import authorizer_event, http_event, with_authorizer_result
+from localstage.lambda_runtime import AUTHORIZER_REFUSAL, apply_authorizer_result, authorizer_event, http_event
 from localstage.template import Route, match_route
 from localstage.workers import FunctionPool, HandlerError, Invocation, InvokeFailure
 
@@ -157,10 +157,8 @@ class Gateway:
             if isinstance(outcome, Response):
                 return Response(500, [("Content-Type", "application/json")],
                                 b'{"message":"Internal Server Error"}'), f"authorizer: {note}"
-            authorized = with_authorizer_result(event, outcome.result)
-            if authorized is None:
-                return Response(403, [("Content-Type", "application/json")], b'{"message":"Forbidden"}'), note
-            event = authorized
+            if not apply_authorizer_result(event, outcome.result):
+                return Response(403, [("Content-Type", "application/json")], AUTHORIZER_REFUSAL.encode()), note
         outcome, note = self._invoke(self.pools[found.route.function], event)
         if isinstance(outcome, Response):
             return outcome, note

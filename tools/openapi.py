@@ -46,9 +46,11 @@ def build_schema() -> dict[str, Any]:
         for path, operations in schema.get("paths", {}).items():
             merged["paths"].setdefault(path, {}).update(operations)
         merged["components"]["schemas"].update(schema.get("components", {}).get("schemas", {}))
-        merged["components"]["securitySchemes"] = schema.get("components", {}).get("securitySchemes", {})
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["components"]["schemas"] = dict(sorted(merged["components"]["schemas"].items()))
+    merged["components"]["securitySchemes"] = {
+        name: scheme.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for name, scheme in SECURITY_SCHEMES.items()}
     return merged
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from localstage.lambda_runtime import (
+    AUTHORIZER_REFUSAL,
     ROOT,
     LambdaContext,
+    apply_authorizer_result,
     authorizer_event,
     ensure_layer_on_path,
     http_event,
-    with_authorizer_result,
 )
 from localstage.template import load_template, match_route
 
@@ -87,10 +88,8 @@ class Api:
             if found.route.authorizer is not None:  # API Gateway runs the route's authorizer first
                 authorizer = self.template.functions[found.route.authorizer]
                 verdict = self.invoke_raw(authorizer_event(event), authorizer.code_uri, authorizer.logical_id)
-                authorized = with_authorizer_result(event, verdict)
-                if authorized is None:
-                    return ApiResponse(403, {"content-type": "application/json"}, '{"message":"Forbidden"}')
-                event = authorized
+                if not apply_authorizer_result(event, verdict):
+                    return ApiResponse(403, {"content-type": "application/json"}, AUTHORIZER_REFUSAL)
             return self.invoke(event, function.code_uri, function.logical_id)
         raise AssertionError(f"template.yaml has no route for {method} {path}")
 

@@ -30,42 +30,50 @@ def migration_files() -> list[tuple[str, str]]:
     return [(name.removesuffix(".sql"), (folder / name).read_text(encoding="utf-8")) for name in names]
 
 
+def _connect(database_url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(database_url, autocommit=True, prepare_threshold=None, connect_timeout=10)
+
+
 def apply_migrations(database_url: str) -> list[str]:
     """Applies what is missing; returns the versions applied now."""
+    with _connect(database_url) as conn:
+        return _apply(conn)
+
+
+def _apply(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     applied_now: list[str] = []
-    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, sql in migration_files():
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-                done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone()
-                if done:
-                    continue
-                conn.execute(sql.encode())
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-                applied_now.append(version)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for version, sql in migration_files():
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone()
+            if done:
+                continue
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            applied_now.append(version)
     return applied_now
 
 
 def apply_when_reachable(conninfo: Callable[[], str], *, give_up_in_seconds: float,
                          sleep: Callable[[float], None] = time.sleep) -> list[str]:
-    """apply_migrations, retrying while the database cannot be reached (a new cluster's proxy
-    target takes minutes to become available); a failing migration is not retried."""
+    """apply_migrations, retrying only the connection while the database cannot be reached (a new
+    cluster's proxy target takes minutes to become available); a failing migration is not retried."""
     deadline = time.monotonic() + give_up_in_seconds
     while True:
         try:
-            with psycopg.connect(conninfo(), connect_timeout=10):
-                pass
+            conn = _connect(conninfo())  # a fresh IAM token each attempt
         except psycopg.OperationalError as exc:
             if time.monotonic() + RETRY_INTERVAL_SECONDS > deadline:
                 raise
             log.warning("database not reachable yet (%s); retrying in %.0f s", exc, RETRY_INTERVAL_SECONDS)
             sleep(RETRY_INTERVAL_SECONDS)
             continue
-        return apply_migrations(conninfo())
+        with conn:
+            return _apply(conn)
 
 
 def main() -> int:
