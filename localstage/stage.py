@@ -36,7 +36,7 @@ from localstage.template import FunctionSpec, Schedule, Template, load_template
 from localstage.workers import FunctionConfig, FunctionPool, HandlerError, InvokeFailure
 
 ensure_layer_on_path()
-from tickets.migrate import apply_migrations  # noqa: E402 - the layer's package, on the path just above
+from tickets.store.migrate import apply_migrations  # noqa: E402 - the layer's package, on the path just above
 
 log = logging.getLogger("localstage")
 

@@ -41,7 +41,7 @@ TABLES = "tickets, payments, reservations, tier_inventory, tiers, events"
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """DATABASE_URL when given, else a throwaway cluster; migrated either way."""
-    from tickets.migrate import apply_migrations
+    from tickets.store.migrate import apply_migrations
 
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     cluster = None

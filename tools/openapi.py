@@ -18,7 +18,7 @@ from localstage.lambda_runtime import ensure_layer_on_path, load_module
 from localstage.template import load_template
 
 ensure_layer_on_path()
-from tickets.http import ORGANIZER_SCHEME  # noqa: E402 - the layer's package, on the path just above
+from tickets.edge.http import ORGANIZER_SCHEME  # noqa: E402 - the layer's package, on the path just above
 
 SECURITY_SCHEMES: dict[str, SecurityScheme] = {
     ORGANIZER_SCHEME: HTTPBearer(description="Organizer and staff calls: Authorization: Bearer <token> "

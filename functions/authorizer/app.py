@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tickets.auth import authorize
+from tickets.edge.auth import authorize
 from tickets.observability import instrumented
 
 

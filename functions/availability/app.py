@@ -6,8 +6,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from tickets import events
-from tickets.http import create_app, error_responses, http_handler, json_response, success_response
+from tickets.domain import events
+from tickets.edge.http import create_app, error_responses, http_handler, json_response, success_response
 from tickets.models import Availability
 
 app = create_app()

@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from tickets import reservations
-from tickets.http import create_app, error_responses, http_handler, success_response
-from tickets.idempotency import respond_once
+from tickets.domain import reservations
+from tickets.edge.http import create_app, error_responses, http_handler, success_response
+from tickets.edge.idempotency import respond_once
 from tickets.models import Reservation
 
 app = create_app()

@@ -6,8 +6,15 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from tickets import checkin
-from tickets.http import ORGANIZER_SECURITY, create_app, error_responses, http_handler, json_response, success_response
+from tickets.domain import checkin
+from tickets.edge.http import (
+    ORGANIZER_SECURITY,
+    create_app,
+    error_responses,
+    http_handler,
+    json_response,
+    success_response,
+)
 from tickets.models import CheckIn
 
 app = create_app()

@@ -6,11 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from tickets import reservations
-from tickets.http import create_app, error_responses, http_handler, success_response
-from tickets.idempotency import respond_once
+from tickets.domain import reservations
+from tickets.domain.payments import payment_provider
+from tickets.edge.http import create_app, error_responses, http_handler, success_response
+from tickets.edge.idempotency import respond_once
 from tickets.models import ConfirmRequest, Reservation
-from tickets.payments import payment_provider
 
 app = create_app()
 provider = payment_provider()

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tickets import expiry
+from tickets.domain import expiry
 from tickets.models import ExpiryResult
 from tickets.observability import instrumented, logger
 

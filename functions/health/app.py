@@ -6,8 +6,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from tickets import health
-from tickets.http import create_app, error_responses, http_handler, json_response, success_response
+from tickets.domain import health
+from tickets.edge.http import create_app, error_responses, http_handler, json_response, success_response
 from tickets.models import Health
 
 app = create_app()

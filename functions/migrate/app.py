@@ -8,9 +8,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crhelper import CfnResource
 
-from tickets.db import conninfo
-from tickets.migrate import apply_when_reachable
 from tickets.observability import instrumented
+from tickets.store.db import conninfo
+from tickets.store.migrate import apply_when_reachable
 
 # One stable id: an update re-runs the migrations in place instead of replacing the resource.
 PHYSICAL_ID = "tickets-schema"

@@ -6,10 +6,10 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from tickets import reservations
-from tickets.buyers import buyer_fingerprint
-from tickets.http import create_app, error_responses, http_handler, success_response
-from tickets.idempotency import respond_once
+from tickets.domain import reservations
+from tickets.edge.buyers import buyer_fingerprint
+from tickets.edge.http import create_app, error_responses, http_handler, success_response
+from tickets.edge.idempotency import respond_once
 from tickets.models import Reservation, ReserveRequest
 
 app = create_app()

@@ -83,7 +83,7 @@ def test_organizer_route_fails_closed_without_the_authorizer(api: Api) -> None:
 def test_rds_proxy_sign_in_uses_an_iam_token_over_verified_tls(monkeypatch: pytest.MonkeyPatch) -> None:
     import certifi
 
-    from tickets import db
+    from tickets.store import db
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DB_HOST", "tickets-prod.proxy-abc123.us-east-1.rds.amazonaws.com")
@@ -196,7 +196,7 @@ def empty_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 def test_deploy_applies_the_migrations_once_and_replies_to_cloudformation(
         cloudformation: CloudFormationReplies, empty_database: str) -> None:
-    from tickets.migrate import migration_files
+    from tickets.store.migrate import migration_files
 
     run_migrate(custom_resource_event("Create", cloudformation.url))
     run_migrate(custom_resource_event("Update", cloudformation.url, "tickets-schema"))

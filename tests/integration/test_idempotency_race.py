@@ -18,7 +18,7 @@ from tests.support.api import Api, ApiResponse
 
 def idempotency_records() -> dict[str, str]:
     """Every record of the idempotency table: key -> status."""
-    from tickets.idempotency import persistence_store
+    from tickets.edge.idempotency import persistence_store
 
     client, records = persistence_store.client, {}
     pages = client.get_paginator("scan").paginate(TableName=persistence_store.table_name, ConsistentRead=True)
@@ -51,12 +51,12 @@ def test_threads_of_one_process_read_each_others_event(api: Api, key: str, db: A
     own copy of the function module and of `app` - and answers 409 request_in_progress for a key
     that no one had used. This is Powertools' design for one invocation per process at a time.
     """
-    import tickets.idempotency
-    from tickets import reservations
+    import tickets.edge.idempotency
+    from tickets.domain import reservations
 
     event = api.create_event()
     a_paused, b_in_domain, release_b = threading.Event(), threading.Event(), threading.Event()
-    real_key, real_reserve = tickets.idempotency.idempotency_key, reservations.reserve
+    real_key, real_reserve = tickets.edge.idempotency.idempotency_key, reservations.reserve
 
     def idempotency_key(app: Any, *, required: bool) -> str | None:
         if threading.current_thread().name == "A":
@@ -70,7 +70,7 @@ def test_threads_of_one_process_read_each_others_event(api: Api, key: str, db: A
             assert release_b.wait(10)
         return real_reserve(*args, **kwargs)
 
-    monkeypatch.setattr(tickets.idempotency, "idempotency_key", idempotency_key)
+    monkeypatch.setattr(tickets.edge.idempotency, "idempotency_key", idempotency_key)
     monkeypatch.setattr(reservations, "reserve", reserve)
     answers: dict[str, ApiResponse] = {}
 

@@ -151,8 +151,8 @@ def test_confirm_of_a_lapsed_hold_is_410_and_charges_nothing(api: Api, key: str,
 
 def test_payment_that_succeeds_after_the_hold_lapsed_is_refunded(api: Api, key: str, db: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from tickets import reservations
-    from tickets.payments import Charge, TestPaymentProvider
+    from tickets.domain import reservations
+    from tickets.domain.payments import Charge, TestPaymentProvider
 
     event = api.create_event()
     hold = api.reserve(event["event_id"], 2, key=key).body
@@ -272,7 +272,7 @@ def test_scheduled_expiry_returns_seats_and_counts(api: Api, key: str, db: Any) 
 
 
 def test_expiry_works_in_bounded_batches(api: Api, key: str, db: Any) -> None:
-    from tickets.expiry import expire_lapsed_holds
+    from tickets.domain.expiry import expire_lapsed_holds
 
     event = api.create_event(tiers=[{"name": "GA", "capacity": 50, "price": 1, "max_per_order": 1}])
     for n in range(25):

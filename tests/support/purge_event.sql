@@ -3,7 +3,7 @@
 --
 --   psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -v event_id=<uuid> -f tests/support/purge_event.sql
 --
--- Tables and foreign keys: layers/tickets/tickets/migrations/*.sql
+-- Tables and foreign keys: layers/tickets/tickets/store/migrations/*.sql
 --   tickets        -> reservations, events
 --   payments       -> reservations
 --   reservations   -> events, tiers

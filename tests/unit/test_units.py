@@ -9,10 +9,10 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import ValidationError
 
 from localstage.lambda_runtime import http_event
-from tickets.buyers import buyer_fingerprint
-from tickets.http import MAX_BODY_BYTES, _guard_request
+from tickets.domain.payments import PaymentDeclined, PaymentProviderFailure, TestPaymentProvider
+from tickets.edge.buyers import buyer_fingerprint
+from tickets.edge.http import MAX_BODY_BYTES, _guard_request
 from tickets.models import EventCreate, Reservation, ReserveRequest
-from tickets.payments import PaymentDeclined, PaymentProviderFailure, TestPaymentProvider
 
 
 def test_times_are_rfc3339_utc() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tickets.errors import NotFound
+from tickets.refusals import NotFound
 
 
 def parse_id(value: str, *, code: str, message: str) -> uuid.UUID:

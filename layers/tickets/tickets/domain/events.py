@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tickets import db
-from tickets.errors import NotFound
 from tickets.ids import parse_id
 from tickets.models import Availability, Event, EventCreate, TierAvailability
+from tickets.refusals import NotFound
+from tickets.store import db
 
 EVENT_NOT_FOUND = "No event has this id."
 

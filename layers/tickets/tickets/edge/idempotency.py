@@ -25,8 +25,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from pydantic import BaseModel
 
-from tickets.errors import ApiError, Conflict, ServiceUnavailable, Unprocessable
-from tickets.http import json_response
+from tickets.edge.http import json_response
+from tickets.refusals import ApiError, Conflict, ServiceUnavailable, Unprocessable
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 KEY_MAX_LENGTH = 128

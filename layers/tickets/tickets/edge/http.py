@@ -16,10 +16,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from tickets.auth import organizer_rejection
-from tickets.errors import ApiError
+from tickets.edge.auth import organizer_rejection
 from tickets.models import ErrorResponse
 from tickets.observability import LambdaHandler, instrumented, logger
+from tickets.refusals import ApiError
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -32,7 +32,7 @@ COMMON_ERRORS: dict[int, str] = {
 }
 
 
-# OpenAPI: the organizer/staff routes' bearer token (checked by the authorizer, tickets.auth).
+# OpenAPI: the organizer/staff routes' bearer token (checked by the authorizer, tickets.edge.auth).
 ORGANIZER_SCHEME = "organizerToken"
 ORGANIZER_SECURITY: list[dict[str, list[str]]] = [{ORGANIZER_SCHEME: []}]
 
@@ -133,7 +133,7 @@ def http_handler(app: APIGatewayHttpResolver, *, organizer_routes: frozenset[str
     """The Lambda entry point of an API function.
 
     organizer_routes: route keys ("POST /events") that need the organizer token, as vouched for by
-    the authorizer (tickets.auth). It is checked before routing, so a caller without it learns 401
+    the authorizer (tickets.edge.auth). It is checked before routing, so a caller without it learns 401
     and nothing about the body's validity.
     """
 

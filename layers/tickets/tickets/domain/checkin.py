@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tickets import db
-from tickets.errors import Conflict, NotFound
 from tickets.models import CheckIn
+from tickets.refusals import Conflict, NotFound
+from tickets.store import db
 
 TICKET_CODE = re.compile(r"[A-Za-z0-9]{1,64}")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tickets import db
-from tickets.errors import ServiceUnavailable
-from tickets.idempotency import persistence_store
+from tickets.edge.idempotency import persistence_store
+from tickets.refusals import ServiceUnavailable
+from tickets.store import db
 
 
 def check() -> None:

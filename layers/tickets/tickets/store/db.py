@@ -26,7 +26,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from tickets.errors import ServiceUnavailable
+from tickets.refusals import ServiceUnavailable
 
 _environment = threading.local()
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tickets import db
-from tickets.errors import ApiError, Conflict, Gone, NotFound, PaymentError, Unprocessable
+from tickets.domain.payments import PaymentDeclined, PaymentProvider, PaymentProviderFailure
 from tickets.ids import parse_id
 from tickets.models import Reservation, ReserveRequest
 from tickets.observability import count, logger
-from tickets.payments import PaymentDeclined, PaymentProvider, PaymentProviderFailure
+from tickets.refusals import ApiError, Conflict, Gone, NotFound, PaymentError, Unprocessable
+from tickets.store import db
 
 RESERVATION_NOT_FOUND = "No reservation has this id."
 # How long a confirm holds its claim on the hold while charging: the confirm function's timeout.

@@ -1,6 +1,6 @@
-"""Applies the ordered, versioned SQL migrations in tickets/migrations/.
+"""Applies the ordered, versioned SQL migrations in tickets/store/migrations/.
 
-    python -m tickets.migrate            # uses DATABASE_URL
+    python -m tickets.store.migrate            # uses DATABASE_URL
 
 Each file runs once, in its own transaction, recorded in schema_migrations; a transaction-
 scoped advisory lock lets several deployers run this at once safely.
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) for every migration, in order."""
-    folder = resources.files("tickets") / "migrations"
+    folder = resources.files("tickets.store") / "migrations"
     names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
     return [(name.removesuffix(".sql"), (folder / name).read_text(encoding="utf-8")) for name in names]
 

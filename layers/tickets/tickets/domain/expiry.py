@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tickets import db
 from tickets.observability import count
+from tickets.store import db
 
 BATCH_SIZE = 500
 # Stop starting batches when less than this is left of the invocation's time.

@@ -17,7 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from tickets.errors import ApiError, Unauthorized
+from tickets.refusals import ApiError, Unauthorized
 
 ORGANIZER = "organizer"
 ANONYMOUS = "anonymous"

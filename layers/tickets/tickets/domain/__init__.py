@@ -1,0 +1,1 @@
+"""The domain: reservations, events, check-in, expiry and payments, in the domain's own words."""

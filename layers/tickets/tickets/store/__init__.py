@@ -1,0 +1,1 @@
+"""The store: PostgreSQL (reached only through SQL functions), its migrations and SQL."""
