@@ -42,6 +42,7 @@ race: $(STAMP)  ## The last-seat race script (tests/race) at 200 requests on a p
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/tickets/tickets localstage tools benchmarks tests/race/race.py
@@ -71,7 +72,7 @@ bench-db: $(STAMP)  ## Reservations/s the database takes on one hot tier (pgbenc
 	$(BIN)/python -m benchmarks.reserve_db
 
 migrate: $(STAMP)  ## Applies migrations to $$DATABASE_URL
-	$(BIN)/python -m tickets.migrate
+	$(BIN)/python -m tickets.store.migrate
 
 invoke: $(STAMP)  ## make invoke FUNCTION=reserve EVENT=events/reserve.json
 	$(BIN)/python -m localstage invoke $(FUNCTION) $(EVENT)

@@ -49,6 +49,9 @@ def database_url() -> Iterator[str]:
         cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="tickets-test-pg-")) / "data", durable=False)
         url = cluster.start()
     os.environ["DATABASE_URL"] = url
+    from tickets.settings import settings
+
+    settings.cache_clear()  # the environment changed under the settings read at import
     apply_migrations(url)
     yield url
     if cluster is not None:
@@ -101,3 +104,30 @@ def environments(db: psycopg.Connection[tuple[object, ...]], _lambda_environment
 def key() -> str:
     """A fresh Idempotency-Key."""
     return f"test-{uuid.uuid4()}"
+
+
+class SettingsEnvironment:
+    """monkeypatch's setenv/delenv for variables of tickets.settings, which the functions read once:
+    each change drops the settings read so far, as a new execution environment would start afresh."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tickets.settings import settings
+
+        self._monkeypatch = monkeypatch
+        self._clear = settings.cache_clear
+
+    def setenv(self, name: str, value: str) -> None:
+        self._monkeypatch.setenv(name, value)
+        self._clear()
+
+    def delenv(self, name: str) -> None:
+        self._monkeypatch.delenv(name, raising=False)
+        self._clear()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[SettingsEnvironment]:
+    environment = SettingsEnvironment(monkeypatch)
+    yield environment
+    monkeypatch.undo()
+    environment._clear()

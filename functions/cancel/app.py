@@ -7,20 +7,16 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
-from tickets.edge.http import create_app, error_responses, http_handler, success_response
-from tickets.edge.idempotency import respond_once
+from tickets.edge.http import create_app, http_handler, route_responses
+from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, respond_once
 from tickets.models import Reservation
 
 app = create_app()
 
 
 @app.delete("/reservations/<reservation_id>", summary="Cancel a hold", tags=["reservations"],
-            responses={**success_response(200, Reservation, "The reservation, status cancelled"),
-                       **error_responses({
-                           404: "No such reservation (reservation_not_found)",
-                           409: "Already confirmed (reservation_confirmed), request_in_progress",
-                           410: "The hold expired (reservation_expired)",
-                       })})
+            responses=route_responses(200, Reservation, "The reservation, status cancelled",
+                                      refusals=[*reservations.CANCEL_REFUSALS, *IDEMPOTENT_REFUSALS]))
 def cancel_reservation(reservation_id: str) -> Response[dict[str, Any]]:
     # Cancel is idempotent by nature: the key is optional and only deduplicates when given.
     return respond_once(app, status=200, key_required=False,

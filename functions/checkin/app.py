@@ -7,29 +7,16 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import checkin
-from tickets.edge.http import (
-    ORGANIZER_SECURITY,
-    create_app,
-    error_responses,
-    http_handler,
-    json_response,
-    success_response,
-)
+from tickets.edge.http import create_app, http_handler, json_response, organizer_only, route_responses
 from tickets.models import CheckIn
 
 app = create_app()
 
 
 @app.post("/tickets/<ticket_code>/check-in", summary="Check a ticket in", tags=["tickets"],
-          security=ORGANIZER_SECURITY,
-          responses={**success_response(200, CheckIn, "Admitted"),
-                     **error_responses({
-                         401: "Missing or wrong staff token (unauthorized)",
-                         404: "No such ticket (ticket_not_found)",
-                         409: "already_checked_in (with the first checked_in_at), ticket_void",
-                     })})
+          **organizer_only(route_responses(200, CheckIn, "Admitted", refusals=checkin.CHECK_IN_REFUSALS)))
 def check_in(ticket_code: str) -> Response[dict[str, Any]]:
     return json_response(200, checkin.check_in(ticket_code))
 
 
-lambda_handler = http_handler(app, organizer_routes=frozenset({"POST /tickets/{ticket_code}/check-in"}))
+lambda_handler = http_handler(app)

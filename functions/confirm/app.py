@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
-from tickets.domain.payments import payment_provider
-from tickets.edge.http import create_app, error_responses, http_handler, success_response
-from tickets.edge.idempotency import respond_once
+from tickets.edge.http import create_app, http_handler, route_responses
+from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, respond_once
 from tickets.models import ConfirmRequest, Reservation
+from tickets.payments import payment_provider
 
 app = create_app()
 provider = payment_provider()
 
 
 @app.post("/reservations/<reservation_id>/confirm", summary="Confirm and pay", tags=["reservations"],
-          responses={**success_response(200, Reservation, "Confirmed, with tickets and payment"),
-                     **error_responses({
-                         400: "Malformed JSON, or no Idempotency-Key (idempotency_key_required)",
-                         402: "The payment was declined (payment_declined); the hold stays",
-                         404: "No such reservation (reservation_not_found)",
-                         409: "reservation_confirmed, reservation_cancelled, request_in_progress",
-                         410: "The hold expired (reservation_expired); nothing is charged",
-                         502: "The payment provider failed (payment_error); the hold stays",
-                     })})
+          responses=route_responses(200, Reservation, "Confirmed, with tickets and payment",
+                                    refusals=[*reservations.CONFIRM_REFUSALS, *IDEMPOTENT_REFUSALS]))
 def confirm_reservation(reservation_id: str, request: ConfirmRequest) -> Response[dict[str, Any]]:
-    return respond_once(app, status=200,
-                        operation=lambda: reservations.confirm(reservation_id, request.payment_token, provider))
+    # The claim on the hold lasts as long as this invocation may: the function's timeout, less what has run.
+    lease_seconds = math.ceil(app.lambda_context.get_remaining_time_in_millis() / 1000)
+    return respond_once(app, status=200, operation=lambda: reservations.confirm(
+        reservation_id, request.payment_token, provider, lease_seconds=lease_seconds))
 
 
 lambda_handler = http_handler(app)

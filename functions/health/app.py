@@ -7,14 +7,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import health
-from tickets.edge.http import create_app, error_responses, http_handler, json_response, success_response
+from tickets.edge.http import create_app, http_handler, json_response, route_responses
 from tickets.models import Health
 
 app = create_app()
 
 
 @app.get("/health", summary="Readiness", tags=["health"],
-         responses={**success_response(200, Health, "Database and idempotency table answer"), **error_responses({})})
+         responses=route_responses(200, Health, "Database and idempotency table answer"))
 def get_health() -> Response[dict[str, Any]]:
     health.check()
     return json_response(200, Health(status="ok"))

@@ -26,18 +26,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from localstage.lambda_runtime import LambdaContext, http_event
+from tests.conftest import SettingsEnvironment
 from tests.support.api import Api, _handler_for
 
 SECRET_TOKEN = "secret-manager-token-0123456789abcdef"
 
 
 @pytest.fixture
-def token_secret(dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def token_secret(dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+                 settings_env: SettingsEnvironment) -> Iterator[str]:
     """The organizer token in (moto's) Secrets Manager, named by ADMIN_TOKEN_SECRET_ARN as on AWS."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", dynamodb_endpoint)  # one moto server, every service
     client = boto3.client("secretsmanager", region_name="us-east-1")
     arn = client.create_secret(Name=f"tickets-admin-{uuid.uuid4()}", SecretString=SECRET_TOKEN)["ARN"]
-    monkeypatch.setenv("ADMIN_TOKEN_SECRET_ARN", arn)
+    settings_env.setenv("ADMIN_TOKEN_SECRET_ARN", arn)
     parameters.clear_caches()
     yield arn
     parameters.clear_caches()
@@ -80,14 +82,14 @@ def test_organizer_route_fails_closed_without_the_authorizer(api: Api) -> None:
     assert (response.status, response.error_code) == (401, "unauthorized")
 
 
-def test_rds_proxy_sign_in_uses_an_iam_token_over_verified_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rds_proxy_sign_in_uses_an_iam_token_over_verified_tls(settings_env: SettingsEnvironment) -> None:
     import certifi
 
     from tickets.store import db
 
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("DB_HOST", "tickets-prod.proxy-abc123.us-east-1.rds.amazonaws.com")
-    monkeypatch.setenv("DB_USER", "tickets")
+    settings_env.delenv("DATABASE_URL")
+    settings_env.setenv("DB_HOST", "tickets-prod.proxy-abc123.us-east-1.rds.amazonaws.com")
+    settings_env.setenv("DB_USER", "tickets")
     info = psycopg.conninfo.conninfo_to_dict(db.conninfo())
     assert info["host"] == "tickets-prod.proxy-abc123.us-east-1.rds.amazonaws.com"
     assert (info["port"], info["dbname"], info["user"]) == ("5432", "tickets", "tickets")
@@ -182,13 +184,13 @@ def run_migrate(event: dict[str, Any], timeout_seconds: float = 120) -> Any:
 
 
 @pytest.fixture
-def empty_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def empty_database(database_url: str, settings_env: SettingsEnvironment) -> Iterator[str]:
     """A new, empty database on the test cluster, as a fresh stack's cluster has."""
     name = f"fresh_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    monkeypatch.setenv("DATABASE_URL", url)
+    settings_env.setenv("DATABASE_URL", url)
     yield url
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
@@ -196,7 +198,7 @@ def empty_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 def test_deploy_applies_the_migrations_once_and_replies_to_cloudformation(
         cloudformation: CloudFormationReplies, empty_database: str) -> None:
-    from tickets.store.migrate import migration_files
+    from tickets.store.migrate import function_files, migration_files
 
     run_migrate(custom_resource_event("Create", cloudformation.url))
     run_migrate(custom_resource_event("Update", cloudformation.url, "tickets-schema"))
@@ -204,7 +206,8 @@ def test_deploy_applies_the_migrations_once_and_replies_to_cloudformation(
     create, update, delete = cloudformation.replies
     assert (create["Status"], create["PhysicalResourceId"], create["LogicalResourceId"]) == (
         "SUCCESS", "tickets-schema", "SchemaMigrations")
-    assert create["Data"]["Applied"] == ",".join(version for version, _ in migration_files())
+    assert create["Data"]["Applied"] == ",".join([version for version, _ in migration_files()]
+                                                 + [f"functions/{name}" for name, _ in function_files()])
     assert (update["Status"], update["PhysicalResourceId"], update["Data"]["Applied"]) == (
         "SUCCESS", "tickets-schema", "none")
     assert (delete["Status"], delete["PhysicalResourceId"]) == ("SUCCESS", "tickets-schema")
@@ -216,11 +219,11 @@ def test_deploy_applies_the_migrations_once_and_replies_to_cloudformation(
 
 
 def test_unreachable_database_fails_the_deploy_before_lambda_times_out(
-        cloudformation: CloudFormationReplies, monkeypatch: pytest.MonkeyPatch) -> None:
+        cloudformation: CloudFormationReplies, settings_env: SettingsEnvironment) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://tickets@127.0.0.1:{port}/tickets")
+    settings_env.setenv("DATABASE_URL", f"postgresql://tickets@127.0.0.1:{port}/tickets")
     run_migrate(custom_resource_event("Create", cloudformation.url), timeout_seconds=65)
     (reply,) = cloudformation.replies
     assert reply["Status"] == "FAILED" and "127.0.0.1" in reply["Reason"]

@@ -152,7 +152,7 @@ def test_confirm_of_a_lapsed_hold_is_410_and_charges_nothing(api: Api, key: str,
 def test_payment_that_succeeds_after_the_hold_lapsed_is_refunded(api: Api, key: str, db: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from tickets.domain import reservations
-    from tickets.domain.payments import Charge, TestPaymentProvider
+    from tickets.payments import Charge, TestPaymentProvider
 
     event = api.create_event()
     hold = api.reserve(event["event_id"], 2, key=key).body
@@ -167,7 +167,7 @@ def test_payment_that_succeeds_after_the_hold_lapsed_is_refunded(api: Api, key: 
             refunds.append(transaction_id)
 
     with pytest.raises(Exception) as raised:
-        reservations.confirm(hold["reservation_id"], "tok_visa", SlowProvider())
+        reservations.confirm(hold["reservation_id"], "tok_visa", SlowProvider(), lease_seconds=10)
     assert getattr(raised.value, "code", None) == "reservation_expired"
     assert len(refunds) == 1
     assert db.execute("SELECT transaction_id, status FROM payments").fetchall() == [(refunds[0], "refunded")]

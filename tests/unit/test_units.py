@@ -9,10 +9,10 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import ValidationError
 
 from localstage.lambda_runtime import http_event
-from tickets.domain.payments import PaymentDeclined, PaymentProviderFailure, TestPaymentProvider
 from tickets.edge.buyers import buyer_fingerprint
 from tickets.edge.http import MAX_BODY_BYTES, _guard_request
 from tickets.models import EventCreate, Reservation, ReserveRequest
+from tickets.payments import PaymentDeclined, PaymentProviderFailure, TestPaymentProvider
 
 
 def test_times_are_rfc3339_utc() -> None:
@@ -64,7 +64,7 @@ def test_fingerprint_without_device_hashes_ip_agent_and_language() -> None:
 def test_guard_rejects_oversized_bodies_and_normalises_content_type() -> None:
     too_big = http_event("POST", "/events", body="x" * (MAX_BODY_BYTES + 1))
     rejection = _guard_request(too_big)
-    assert rejection is not None and rejection.status == 413 and rejection.code == "payload_too_large"
+    assert rejection is not None and rejection.kind.status == 413 and rejection.code == "payload_too_large"
     form = http_event("POST", "/events", body='{"a": 1}', headers={"Content-Type": "text/plain"})
     assert _guard_request(form) is None and form["headers"]["content-type"] == "application/json"
     binary = http_event("POST", "/events", body=b"\xff\xfe")

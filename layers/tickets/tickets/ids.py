@@ -1,14 +1,15 @@
-"""Path identifiers: a malformed id names nothing, so it is reported as not found."""
+"""Path identifiers: a malformed id names nothing, so it is refused as not found."""
 
 from __future__ import annotations
 
 import uuid
 
-from tickets.refusals import NotFound
+from tickets.refusals import Refusal
 
 
-def parse_id(value: str, *, code: str, message: str) -> uuid.UUID:
+def parse_id(value: str, *, not_found: str) -> uuid.UUID:
+    """The UUID in a path, or the refusal `not_found` (a catalogue code) when it is not one."""
     try:
         return uuid.UUID(value)
     except ValueError as exc:
-        raise NotFound(message, code=code) from exc
+        raise Refusal(not_found) from exc

@@ -6,14 +6,38 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 
-def _rfc3339_utc(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def rfc3339_utc(value: datetime | str) -> str:
+    """A time as the API writes it: RFC 3339 in UTC with a Z (PostgreSQL's JSON gives +00:00)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-UtcDateTime = Annotated[datetime, PlainSerializer(_rfc3339_utc, return_type=str)]
+UtcDateTime = Annotated[datetime, PlainSerializer(rfc3339_utc, return_type=str)]
+
+
+def _representable_in_utc(value: datetime) -> datetime:
+    """A time whose UTC date falls outside years 1-9999 could be stored but never read back."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time in UTC must fall within years 1 to 9999") from None
+
+
+# A time given in a request: with an offset, and within years 1-9999 once shifted to UTC.
+Moment = Annotated[AwareDatetime, AfterValidator(_representable_in_utc)]
 CurrencyCode = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 # PostgreSQL text cannot hold NUL, so it is refused here as a validation error rather than failing in SQL.
 NO_NUL = r"^[^\x00]*$"
@@ -23,23 +47,42 @@ MinorUnits = Annotated[StrictInt, Field(ge=0, le=10**12, description="Integer mi
 
 # ----- requests -----
 
-class TierCreate(BaseModel):
+class RequestModel(BaseModel):
+    """A request body: a field the call does not know is a validation error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResponseModel(BaseModel):
+    """A response built by a SQL function field by field: a field it sends that the model lacks fails the tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TierCreate(RequestModel):
     name: Name
     capacity: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
     price: MinorUnits
     max_per_order: Annotated[StrictInt, Field(ge=1, le=100)] = 10
 
 
-class EventCreate(BaseModel):
+class EventCreate(RequestModel):
     name: Name
     venue: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] | None = None
-    starts_at: AwareDatetime
+    starts_at: Moment
     currency: CurrencyCode = "EUR"
     hold_seconds: Annotated[StrictInt, Field(ge=30, le=3600)] = 600
     max_per_customer: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
-    sales_start_at: AwareDatetime | None = None
-    sales_end_at: AwareDatetime | None = None
+    sales_start_at: Moment | None = None
+    sales_end_at: Moment | None = None
     tiers: Annotated[list[TierCreate], Field(min_length=1, max_length=20)]
+
+    @model_validator(mode="after")
+    def _tier_names_are_unique(self) -> EventCreate:
+        names = [tier.name for tier in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError("tier names must be unique within the event")
+        return self
 
     @model_validator(mode="after")
     def _sales_window_is_ordered(self) -> EventCreate:
@@ -48,18 +91,18 @@ class EventCreate(BaseModel):
         return self
 
 
-class ReserveRequest(BaseModel):
+class ReserveRequest(RequestModel):
     quantity: Annotated[StrictInt, Field(ge=1, le=100, description="1 to the tier's max_per_order")]
     tier_id: UUID | None = Field(default=None, description="May be left out when the event has one tier")
 
 
-class ConfirmRequest(BaseModel):
+class ConfirmRequest(RequestModel):
     payment_token: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 # ----- responses -----
 
-class Tier(BaseModel):
+class Tier(ResponseModel):
     tier_id: UUID
     name: str
     capacity: int
@@ -69,7 +112,7 @@ class Tier(BaseModel):
     available_seats: int
 
 
-class Event(BaseModel):
+class Event(ResponseModel):
     event_id: UUID
     name: str
     venue: str | None
@@ -83,7 +126,7 @@ class Event(BaseModel):
     tiers: list[Tier]
 
 
-class TierAvailability(BaseModel):
+class TierAvailability(ResponseModel):
     tier_id: UUID
     name: str
     available_seats: int
@@ -92,18 +135,18 @@ class TierAvailability(BaseModel):
     max_per_order: int
 
 
-class Availability(BaseModel):
+class Availability(ResponseModel):
     event_id: UUID
     available: bool
     available_seats: int
     tiers: list[TierAvailability]
 
 
-class Ticket(BaseModel):
+class Ticket(ResponseModel):
     ticket_code: str
 
 
-class Payment(BaseModel):
+class Payment(ResponseModel):
     transaction_id: str
     status: Literal["captured"]
     amount: int
@@ -113,9 +156,7 @@ class Payment(BaseModel):
 ReservationStatus = Literal["held", "confirmed", "expired", "cancelled"]
 
 
-class Reservation(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class Reservation(ResponseModel):
     reservation_id: UUID
     booking_reference: str
     event_id: UUID
@@ -133,7 +174,7 @@ class Reservation(BaseModel):
     payment: Payment | None = None
 
 
-class CheckIn(BaseModel):
+class CheckIn(ResponseModel):
     ticket_code: str
     checked_in_at: UtcDateTime
     event_id: UUID

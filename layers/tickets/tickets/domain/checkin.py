@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import re
 
-from tickets.models import CheckIn
-from tickets.refusals import Conflict, NotFound
+from tickets.models import CheckIn, rfc3339_utc
+from tickets.refusals import Refusal
 from tickets.store import db
 
 TICKET_CODE = re.compile(r"[A-Za-z0-9]{1,64}")
+CHECK_IN_REFUSALS = ("ticket_not_found", "already_checked_in", "ticket_void")
 
 
 def check_in(ticket_code: str) -> CheckIn:
     if not TICKET_CODE.fullmatch(ticket_code):
-        raise NotFound("No ticket has this code.", code="ticket_not_found")
-    result = db.call("check_in_ticket(%s)", (ticket_code,))
-    outcome = result["outcome"]
-    if outcome == "ticket_not_found":
-        raise NotFound("No ticket has this code.", code="ticket_not_found")
-    ticket = CheckIn.model_validate(result["ticket"]) if outcome != "ticket_void" else None
-    if outcome == "already_checked_in":
-        assert ticket is not None
-        raise Conflict("This ticket was already checked in.", code="already_checked_in",
-                       checked_in_at=ticket.model_dump(mode="json")["checked_in_at"])
-    if outcome == "ticket_void":
-        raise Conflict("This ticket is void and cannot be admitted.", code="ticket_void")
-    assert ticket is not None
-    return ticket
+        raise Refusal("ticket_not_found")
+    result = db.call("check_in_ticket", ticket_code)
+    if result["outcome"] == "already_checked_in":
+        # The first scan's time, in the same form as the admitted answer gave it.
+        raise Refusal("already_checked_in", checked_in_at=rfc3339_utc(result["checked_in_at"]))
+    if result["outcome"] != "checked_in":
+        raise Refusal.from_outcome(result)
+    return CheckIn.model_validate(result["ticket"])

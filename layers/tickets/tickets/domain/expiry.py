@@ -20,9 +20,7 @@ def expire_lapsed_holds(remaining_ms: Callable[[], int], batch_size: int = BATCH
     """
     expired = 0
     while remaining_ms() > SAFETY_MARGIN_MS:
-        with db.database() as conn:
-            row = conn.execute("SELECT expire_lapsed_holds(%s) AS expired", (batch_size,)).fetchone()
-        batch = int(row["expired"]) if row else 0
+        batch = int(db.call("expire_lapsed_holds", batch_size))
         if batch == 0:
             break
         expired += batch

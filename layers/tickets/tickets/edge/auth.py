@@ -5,19 +5,18 @@ local stage does the same from template.yaml. The authorizer checks `Authorizati
 <token>` against the organizer token (a Secrets Manager secret on AWS, TICKETS_ADMIN_TOKEN
 locally) and always lets the request through with its verdict in the context: an HTTP API
 cannot shape the body of a refusal, and the contract wants 401 `unauthorized` in its own error
-shape, so the function renders the refusal (`organizer_rejection`), failing closed when the
-verdict is missing.
+shape, so the function renders the refusal (tickets.edge.http), failing closed when the
+verdict is missing (`organizer_verdict`).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from tickets.refusals import ApiError, Unauthorized
+from tickets.settings import settings
 
 ORGANIZER = "organizer"
 ANONYMOUS = "anonymous"
@@ -26,10 +25,10 @@ SECRET_CACHE_SECONDS = 300  # a rotated token is honoured within five minutes
 
 def organizer_token() -> str:
     """The expected token: the secret named by ADMIN_TOKEN_SECRET_ARN, else TICKETS_ADMIN_TOKEN."""
-    secret_arn = os.environ.get("ADMIN_TOKEN_SECRET_ARN")
-    if secret_arn:
-        return str(parameters.get_secret(secret_arn, max_age=SECRET_CACHE_SECONDS)).strip()
-    return os.environ.get("TICKETS_ADMIN_TOKEN", "")
+    config = settings()
+    if config.admin_token_secret_arn:
+        return str(parameters.get_secret(config.admin_token_secret_arn, max_age=SECRET_CACHE_SECONDS)).strip()
+    return config.admin_token
 
 
 def bearer_token(headers: dict[str, str] | None) -> str | None:
@@ -48,9 +47,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     return {"isAuthorized": True, "context": {"role": ORGANIZER if valid else ANONYMOUS}}
 
 
-def organizer_rejection(event: dict[str, Any]) -> ApiError | None:
-    """None when the authorizer vouched for an organizer; otherwise the contract's 401."""
+def organizer_verdict(event: dict[str, Any]) -> bool:
+    """True only when the authorizer vouched for an organizer in the request context."""
     context = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
-    if context.get("role") == ORGANIZER:
-        return None
-    return Unauthorized("A valid organizer token is required: send Authorization: Bearer <token>.")
+    return bool(context.get("role") == ORGANIZER)

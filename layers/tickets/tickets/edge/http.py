@@ -1,7 +1,9 @@
-"""The HTTP side shared by every API function: the resolver, its error mapping and guards.
+"""The HTTP edge shared by every API function: the resolver, refusals as responses, the guards.
 
 Handlers stay thin: they parse (the resolver validates bodies against the pydantic models),
-call the domain, and shape the response with `json_response`.
+call the domain, and shape the response with `json_response`. This is the only module that
+knows HTTP statuses: a domain `Refusal` gets the status and message of its catalogue entry
+(tickets/refusals.py), a `StoreUnavailable` becomes 503 `unavailable`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -16,38 +19,36 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from tickets.edge.auth import organizer_rejection
+from tickets.edge.auth import organizer_verdict
 from tickets.models import ErrorResponse
 from tickets.observability import LambdaHandler, instrumented, logger
-from tickets.refusals import ApiError
+from tickets.refusals import CATALOGUE, COMMON, Refusal, statuses
+from tickets.store.db import StoreUnavailable
 
 MAX_BODY_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = "1"
 
-# OpenAPI descriptions of the errors every route may answer with.
-COMMON_ERRORS: dict[int, str] = {
-    400: "Malformed JSON",
-    413: "Body over 64 KiB",
-    422: "A field of the wrong type or out of range (validation_error, with details)",
-    503: "A backing store is down (unavailable, with Retry-After)",
-}
-
-
-# OpenAPI: the organizer/staff routes' bearer token (checked by the authorizer, tickets.edge.auth).
+# The organizer/staff routes' bearer token (checked by the authorizer, tickets.edge.auth).
 ORGANIZER_SCHEME = "organizerToken"
 ORGANIZER_SECURITY: list[dict[str, list[str]]] = [{ORGANIZER_SCHEME: []}]
 
 
-def error_responses(extra: dict[int, str]) -> dict[int, dict[str, Any]]:
-    """OpenAPI `responses` for a route: the common errors plus its own."""
-    described = {**COMMON_ERRORS, **extra}
-    return {
-        status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
-        for status, text in sorted(described.items())
-    }
+def route_responses(status: int, model: type[BaseModel], description: str, *,
+                    refusals: Iterable[str] = ()) -> dict[int, dict[str, Any]]:
+    """OpenAPI `responses` of a route: its success and, per status, the refusal codes it can answer."""
+    responses: dict[int, dict[str, Any]] = {
+        status: {"description": description, "content": {"application/json": {"model": model}}}}
+    for error_status, codes in statuses([*refusals, *COMMON]).items():
+        responses[error_status] = {"description": "; ".join(CATALOGUE[code].description for code in codes),
+                                   "content": {"application/json": {"model": ErrorResponse}}}
+    return responses
 
 
-def success_response(status: int, model: type[BaseModel], description: str) -> dict[int, dict[str, Any]]:
-    return {status: {"description": description, "content": {"application/json": {"model": model}}}}
+def organizer_only(responses: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A route's protection, declared once (`@app.post(path, **organizer_only(route_responses(...)))`):
+    its OpenAPI security and 401 response, and the function-side check (`organizer_routes`) follow."""
+    unauthorized = route_responses(0, ErrorResponse, "", refusals=["unauthorized"])[401]
+    return {"security": ORGANIZER_SECURITY, "responses": dict(sorted({**responses, 401: unauthorized}.items()))}
 
 
 def json_response(status: int, body: BaseModel | dict[str, Any],
@@ -57,45 +58,67 @@ def json_response(status: int, body: BaseModel | dict[str, Any],
                     headers=headers)
 
 
-def error_response(error: ApiError) -> Response[dict[str, Any]]:
-    return json_response(error.status, error.body(), error.headers)
+def refusal_status(refusal: Refusal) -> int:
+    return refusal.kind.status
+
+
+def refusal_body(refusal: Refusal) -> dict[str, Any]:
+    return {"error": {"code": refusal.code, "message": refusal.message, **refusal.fields}}
+
+
+def refusal_headers(refusal: Refusal) -> dict[str, str]:
+    return {"Retry-After": RETRY_AFTER_SECONDS} if refusal.kind.retry_after else {}
+
+
+def refusal_response(refusal: Refusal) -> Response[dict[str, Any]]:
+    return json_response(refusal_status(refusal), refusal_body(refusal), refusal_headers(refusal))
 
 
 def create_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
 
-    @app.exception_handler(ApiError)
-    def _api_error(error: ApiError) -> Response[dict[str, Any]]:
-        if error.status >= 500:
-            logger.warning("request failed", extra={"code": error.code, "error_message": error.message})
-        return error_response(error)
+    @app.exception_handler(Refusal)
+    def _refused(refusal: Refusal) -> Response[dict[str, Any]]:
+        if refusal.kind.status >= 500:
+            logger.warning("request failed", extra={"code": refusal.code})
+        return refusal_response(refusal)
+
+    @app.exception_handler(StoreUnavailable)
+    def _store_unavailable(error: StoreUnavailable) -> Response[dict[str, Any]]:
+        logger.warning("a backing store is unavailable", extra={"reason": str(error)})
+        return refusal_response(Refusal("unavailable"))
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response[dict[str, Any]]:
         problems = error.errors()
         if any(problem.get("type") == "json_invalid" for problem in problems):
-            return error_response(ApiError("The request body is not valid JSON.", status=400,
-                                           code="malformed_json"))
+            return refusal_response(Refusal("malformed_json"))
         details = [
             {"field": ".".join(str(part) for part in problem.get("loc", ()) if part != "body") or "body",
              "message": problem.get("msg", "invalid"), "type": problem.get("type", "invalid")}
             for problem in problems
         ]
-        fields = ", ".join(sorted({detail["field"] for detail in details}))
-        return error_response(ApiError(f"Invalid request: check {fields}.", status=422,
-                                       code="validation_error", details=details))
+        return refusal_response(Refusal("validation_error", details=details))
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response[dict[str, Any]]:
-        return error_response(ApiError("No such route.", status=404, code="not_found"))
+        return refusal_response(Refusal("not_found"))
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[dict[str, Any]]:
         logger.exception("unexpected error")
-        return error_response(ApiError("An unexpected error occurred; it has been logged.", status=500,
-                                       code="internal_error"))
+        return refusal_response(Refusal("internal_error"))
 
     return app
+
+
+def organizer_routes(app: APIGatewayHttpResolver) -> frozenset[str]:
+    """Route keys ("POST /events") whose declared security is the organizer token."""
+    # Powertools keeps the registered routes on these two lists; each Route carries what its
+    # decorator declared (method, OpenAPI path, security).
+    routes = app._static_routes + app._dynamic_routes
+    return frozenset(f"{route.method} {route.openapi_path}" for route in routes
+                     if any(ORGANIZER_SCHEME in requirement for requirement in route.security or ()))
 
 
 def _body_bytes(event: dict[str, Any]) -> bytes | None:
@@ -110,17 +133,17 @@ def _body_bytes(event: dict[str, Any]) -> bytes | None:
     return str(body).encode()
 
 
-def _guard_request(event: dict[str, Any]) -> ApiError | None:
+def _guard_request(event: dict[str, Any]) -> Refusal | None:
     """Checks that come before routing: body size, and a body the JSON parser will see as JSON."""
     raw = _body_bytes(event)
     if raw is None:
         return None
     if len(raw) > MAX_BODY_BYTES:
-        return ApiError("The request body is larger than 64 KiB.", status=413, code="payload_too_large")
+        return Refusal("payload_too_large")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return ApiError("The request body is not valid UTF-8 JSON.", status=400, code="malformed_json")
+        return Refusal("malformed_json")
     event["body"], event["isBase64Encoded"] = text, False
     # JSON is the only format: a body sent as a form (curl -d without -H) is still read as JSON.
     headers = event.setdefault("headers", {}) or {}
@@ -129,22 +152,23 @@ def _guard_request(event: dict[str, Any]) -> ApiError | None:
     return None
 
 
-def http_handler(app: APIGatewayHttpResolver, *, organizer_routes: frozenset[str] = frozenset()) -> LambdaHandler:
+def http_handler(app: APIGatewayHttpResolver) -> LambdaHandler:
     """The Lambda entry point of an API function.
 
-    organizer_routes: route keys ("POST /events") that need the organizer token, as vouched for by
-    the authorizer (tickets.edge.auth). It is checked before routing, so a caller without it learns 401
-    and nothing about the body's validity.
+    The organizer check runs before routing, on the routes whose declared security asks for it,
+    so a caller without the token learns 401 and nothing about the body's validity.
     """
+    protected = organizer_routes(app)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         rejection = _guard_request(event)
-        if rejection is None and event.get("routeKey") in organizer_routes:
-            rejection = organizer_rejection(event)
+        if rejection is None and event.get("routeKey") in protected and not organizer_verdict(event):
+            rejection = Refusal("unauthorized")
         if rejection is not None:
-            return {"statusCode": rejection.status, "headers": {"Content-Type": content_types.APPLICATION_JSON,
-                                                                **rejection.headers},
-                    "body": json.dumps(rejection.body(), separators=(",", ":")), "isBase64Encoded": False}
+            return {"statusCode": refusal_status(rejection),
+                    "headers": {"Content-Type": content_types.APPLICATION_JSON, **refusal_headers(rejection)},
+                    "body": json.dumps(refusal_body(rejection), separators=(",", ":")), "isBase64Encoded": False}
         return app.resolve(event, context)
 
     return instrumented(handler)
+

@@ -8,16 +8,11 @@ runs again.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyPersistenceLayerError,
@@ -25,14 +20,18 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from pydantic import BaseModel
 
-from tickets.edge.http import json_response
-from tickets.refusals import ApiError, Conflict, ServiceUnavailable, Unprocessable
+from tickets.edge.http import json_response, refusal_body, refusal_headers, refusal_status
+from tickets.refusals import Refusal
+from tickets.store.db import StoreUnavailable
+from tickets.store.idempotency_records import persistence_store
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 KEY_MAX_LENGTH = 128
 RECORD_TTL_SECONDS = 24 * 60 * 60
+# What a route answers beside its own refusals when it takes an Idempotency-Key.
+IDEMPOTENT_REFUSALS = ("idempotency_key_required", "invalid_idempotency_key", "idempotency_key_reused",
+                       "request_in_progress")
 
-persistence_store = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "tickets-idempotency"))
 config = IdempotencyConfig(
     event_key_jmespath="[route, idempotency_key]",
     payload_validation_jmespath="body",
@@ -52,12 +51,10 @@ def idempotency_key(app: APIGatewayHttpResolver, *, required: bool) -> str | Non
     key = app.current_event.headers.get(IDEMPOTENCY_HEADER)
     if key is None or key == "":
         if required:
-            raise ApiError("This call needs an Idempotency-Key header (1-128 printable ASCII characters).",
-                           status=400, code="idempotency_key_required")
+            raise Refusal("idempotency_key_required")
         return None
     if len(key) > KEY_MAX_LENGTH or not all(" " <= ch <= "~" for ch in key):
-        raise ApiError("The Idempotency-Key header must be 1-128 printable ASCII characters.",
-                       status=400, code="invalid_idempotency_key")
+        raise Refusal("invalid_idempotency_key")
     return key
 
 
@@ -68,10 +65,11 @@ def respond_once(app: APIGatewayHttpResolver, *, status: int, operation: Callabl
     def stored_response() -> StoredResponse:
         try:
             return {"status": status, "body": operation().model_dump(mode="json")}
-        except ApiError as error:
-            if error.status >= 500:
+        except Refusal as refusal:
+            if refusal_status(refusal) >= 500:
                 raise
-            return {"status": error.status, "body": error.body(), "headers": error.headers}
+            return {"status": refusal_status(refusal), "body": refusal_body(refusal),
+                    "headers": refusal_headers(refusal)}
 
     key = idempotency_key(app, required=key_required)
     if key is None:
@@ -87,11 +85,9 @@ def respond_once(app: APIGatewayHttpResolver, *, status: int, operation: Callabl
         try:
             stored = _run_once(request=request, operation=stored_response)
         except IdempotencyAlreadyInProgressError as exc:
-            raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.",
-                           code="request_in_progress", headers={"Retry-After": "1"}) from exc
+            raise Refusal("request_in_progress") from exc
         except IdempotencyValidationError as exc:
-            raise Unprocessable("This Idempotency-Key was used with a different request body.",
-                                code="idempotency_key_reused") from exc
+            raise Refusal("idempotency_key_reused") from exc
         except IdempotencyPersistenceLayerError as exc:
-            raise ServiceUnavailable() from exc
+            raise StoreUnavailable("the idempotency table failed") from exc
     return json_response(stored["status"], stored["body"], stored.get("headers"))

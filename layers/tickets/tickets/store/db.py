@@ -1,10 +1,11 @@
-"""The database connection of one execution environment.
+"""The database connection of one execution environment, and the one way Python reaches SQL.
 
-One connection per environment, opened on first use and kept across invocations (Lambda runs
-one request at a time per environment); thread-local, so that no two threads ever share one.
-Autocommit: every call of a SQL function is its own transaction, so a lock is held for one
-round trip. prepare_threshold=None and no session SET keep RDS Proxy from pinning the
-connection.
+Python calls SQL functions only (`call`, `call_rows`): every rule, read and write lives in
+store/functions/*.sql. One connection per environment, opened on first use and kept across
+invocations (Lambda runs one request at a time per environment); thread-local, so that no two
+threads ever share one. Autocommit: every call of a SQL function is its own transaction, so a
+lock is held for one round trip. prepare_threshold=None and no session SET keep RDS Proxy from
+pinning the connection.
 
 Where to connect: DATABASE_URL when set (the local stage, the tests); on AWS, DB_HOST (the RDS
 Proxy endpoint), DB_PORT, DB_NAME and DB_USER, signing in with a 15-minute IAM token over TLS
@@ -14,38 +15,47 @@ verified against the public CAs (the proxy's certificate is issued by Amazon's p
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
-import certifi
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
-from tickets.refusals import ServiceUnavailable
+from tickets.settings import settings
 
 _environment = threading.local()
 
 CONNECT_TIMEOUT_SECONDS = 5
 
 
+class StoreUnavailable(Exception):
+    """A backing store cannot be reached or did not answer in time; the edge answers 503."""
+
+
 @functools.cache
 def _rds_client() -> Any:
+    import boto3  # noqa: PLC0415 - only where the proxy wants an IAM token: no import cost elsewhere
+
     return boto3.client("rds")
 
 
 def conninfo() -> str:
     """The connection string: DATABASE_URL, else the RDS Proxy with a fresh IAM token."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    host, port, user = os.environ["DB_HOST"], int(os.environ.get("DB_PORT", "5432")), os.environ["DB_USER"]
-    token = _rds_client().generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
-    return make_conninfo(host=host, port=port, dbname=os.environ.get("DB_NAME", "tickets"), user=user,
+    config = settings()
+    if config.database_url:
+        return config.database_url
+    if not config.db_host:
+        raise StoreUnavailable("neither DATABASE_URL nor DB_HOST is set")
+    import certifi  # noqa: PLC0415 - as boto3 above
+
+    token = _rds_client().generate_db_auth_token(DBHostname=config.db_host, Port=config.db_port,
+                                                 DBUsername=config.db_user)
+    return make_conninfo(host=config.db_host, port=config.db_port, dbname=config.db_name, user=config.db_user,
                          password=token, sslmode="verify-full", sslrootcert=certifi.where())
 
 
@@ -57,10 +67,10 @@ def _connect() -> psycopg.Connection[dict[str, Any]]:
             prepare_threshold=None,
             row_factory=dict_row,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "tickets"),
+            application_name=settings().function_name,
         )
     except psycopg.OperationalError as exc:
-        raise ServiceUnavailable() from exc
+        raise StoreUnavailable(str(exc)) from exc
 
 
 def connection() -> psycopg.Connection[dict[str, Any]]:
@@ -73,26 +83,28 @@ def connection() -> psycopg.Connection[dict[str, Any]]:
 
 @contextmanager
 def database() -> Iterator[psycopg.Connection[dict[str, Any]]]:
-    """The connection, with a lost database reported as 503 and the broken connection dropped."""
+    """The connection, with a lost database reported as StoreUnavailable and the broken connection dropped."""
     conn = connection()
     try:
         yield conn
     except psycopg.OperationalError as exc:
         if conn.broken or conn.closed:
             _environment.connection = None
-        raise ServiceUnavailable() from exc
+        raise StoreUnavailable(str(exc)) from exc
 
 
-def call(function_sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
-    """Runs one SQL function returning jsonb as its own transaction; returns its result."""
+def _function_call(function: str, params: tuple[Any, ...]) -> sql.Composed:
+    arguments = sql.SQL(", ").join(sql.Placeholder() for _ in params)
+    return sql.SQL("{}({})").format(sql.Identifier(function), arguments)
+
+
+def call(function: str, *params: Any) -> Any:
+    """Runs one SQL function as its own transaction and returns its single value (jsonb: a dict).
+
+    A dict argument is passed as jsonb."""
+    params = tuple(Jsonb(param) if isinstance(param, dict) else param for param in params)
     with database() as conn:
-        row = conn.execute(f"SELECT {function_sql} AS result", params).fetchone()
+        row = conn.execute(sql.SQL("SELECT {} AS result").format(_function_call(function, params)),
+                           params).fetchone()
     assert row is not None
-    result: dict[str, Any] = row["result"]
-    return result
-
-
-def call_void(function_sql: str, params: tuple[Any, ...]) -> None:
-    """Runs one SQL function returning nothing, as its own transaction."""
-    with database() as conn:
-        conn.execute(f"SELECT {function_sql}", params)
+    return row["result"]

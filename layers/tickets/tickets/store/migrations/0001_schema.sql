@@ -1,4 +1,8 @@
--- The reservation schema. Capacity rules live in 0002_inventory.sql; this file only holds data.
+-- The reservation schema: tables only. Every rule over them (capacity, holds, payments) lives in
+-- ../functions/*.sql, and Python reaches these tables only through those functions.
+--
+-- Migrations are versioned and run once each, in order; a released migration is never edited.
+-- (The history before the first release was squashed into this file.)
 
 CREATE TABLE events (
     event_id          uuid PRIMARY KEY,
@@ -25,8 +29,8 @@ CREATE TABLE tiers (
     UNIQUE (event_id, position)
 );
 
--- The inventory counter of a tier, kept apart from the tier so that it can later be spread
--- over several rows without touching anything but the inventory_* functions.
+-- The inventory counter of a tier, kept apart from the tier so that it can be spread over several
+-- rows without touching anything but the inventory_* functions (functions/10_inventory.sql).
 -- seats_taken = seats in holds (live, or lapsed and not yet reclaimed) + seats sold.
 CREATE TABLE tier_inventory (
     tier_id      uuid PRIMARY KEY REFERENCES tiers,
@@ -53,7 +57,10 @@ CREATE TABLE reservations (
     expires_at            timestamptz NOT NULL,
     confirmed_at          timestamptz,
     cancelled_at          timestamptz,
-    expired_at            timestamptz
+    expired_at            timestamptz,
+    -- A confirm's lease on the hold while it charges (see claim_payment).
+    payment_claim         text,
+    payment_claim_until   timestamptz
 );
 -- Lapsed holds of one tier (reclaimed by reserve) and of all tiers (the scheduled expiry).
 CREATE INDEX reservations_held_by_tier ON reservations (tier_id, expires_at) WHERE status = 'held';

@@ -6,10 +6,11 @@ transaction, as real providers do, so a retried confirm never charges twice.
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
+
+from tickets.settings import settings
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class TestPaymentProvider:
 
 
 def payment_provider() -> PaymentProvider:
-    name = os.environ.get("PAYMENT_PROVIDER", "test")
+    name = settings().payment_provider
     if name == "test":
         return TestPaymentProvider()
     raise RuntimeError(f"unknown PAYMENT_PROVIDER {name!r}")

@@ -1,0 +1,83 @@
+-- The rules the other function files name instead of restating, and the public JSON shapes.
+--
+-- Function files are re-applied whenever their text changes (tickets/store/migrate.py), in file
+-- name order, after the versioned table migrations: so every definition here is
+-- CREATE OR REPLACE, and a file only uses functions of files sorted before it (or itself).
+
+-- The live-hold rule, written once: a hold lapses at expires_at, by the clock of the moment
+-- (clock_timestamp, not the transaction's start), whether or not the expiry job has run. A
+-- 'held' row is live while NOT hold_lapsed(expires_at).
+CREATE OR REPLACE FUNCTION hold_lapsed(p_expires_at timestamptz) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT p_expires_at <= clock_timestamp()
+$$;
+
+-- A reservation's status as the API shows it: a lapsed hold reads 'expired' at once.
+CREATE OR REPLACE FUNCTION effective_status(p_status text, p_expires_at timestamptz) RETURNS text
+LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN p_status = 'held' AND hold_lapsed(p_expires_at) THEN 'expired' ELSE p_status END
+$$;
+
+-- A unique, short, non-sequential reference: an odd multiplier makes x -> a*x + c a bijection
+-- modulo 2^30, so 32^6 sequence values map to distinct codes with no retry loop.
+CREATE OR REPLACE FUNCTION next_booking_reference() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_code     bigint := (nextval('booking_reference_seq') * 747796405 + 289133645) % 1073741824;
+    v_alphabet constant text := '0123456789ABCDEFGHJKMNPQRSTVWXYZ';  -- Crockford base32
+    v_ref      text := '';
+BEGIN
+    FOR i IN 1..6 LOOP
+        v_ref := substr(v_alphabet, (v_code % 32)::integer + 1, 1) || v_ref;
+        v_code := v_code / 32;
+    END LOOP;
+    RETURN 'EVT-' || v_ref;
+END
+$$;
+
+-- A reservation as the API shows it, field by field (internal columns such as the customer
+-- fingerprint and the payment claim never leave the database).
+CREATE OR REPLACE FUNCTION reservation_json(r reservations) RETURNS jsonb
+LANGUAGE sql VOLATILE AS $$
+    SELECT jsonb_build_object(
+        'reservation_id', r.reservation_id,
+        'booking_reference', r.booking_reference,
+        'event_id', r.event_id,
+        'tier_id', r.tier_id,
+        'quantity', r.quantity,
+        'status', effective_status(r.status, r.expires_at),
+        'expires_at', r.expires_at,
+        'total_amount', r.total_amount,
+        'currency', r.currency,
+        'payment_status', r.payment_status,
+        'created_at', r.created_at,
+        'confirmed_at', r.confirmed_at,
+        'cancelled_at', r.cancelled_at,
+        'tickets', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('ticket_code', t.ticket_code) ORDER BY t.seat_index)
+            FROM tickets t WHERE t.reservation_id = r.reservation_id), '[]'::jsonb),
+        'payment', (
+            SELECT jsonb_build_object('transaction_id', p.transaction_id, 'status', p.status,
+                                      'amount', p.amount, 'currency', p.currency)
+            FROM payments p WHERE p.reservation_id = r.reservation_id AND p.status = 'captured'))
+$$;
+
+-- The refusal for acting on a reservation that is no longer a live hold:
+-- reservation_confirmed, reservation_cancelled or reservation_expired.
+CREATE OR REPLACE FUNCTION reservation_refusal(r reservations) RETURNS jsonb
+LANGUAGE sql VOLATILE AS $$
+    SELECT jsonb_build_object('outcome', 'reservation_' || effective_status(r.status, r.expires_at),
+                              'reservation', reservation_json(r))
+$$;
+
+-- A ticket as check-in shows it.
+CREATE OR REPLACE FUNCTION ticket_json(t tickets) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('ticket_code', t.ticket_code, 'checked_in_at', t.checked_in_at, 'event_id', t.event_id)
+$$;
+
+-- Readiness: the database answers a call of the application's own functions.
+CREATE OR REPLACE FUNCTION ready() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'reserve_seats')
+$$;

@@ -1,0 +1,29 @@
+"""A route's protection is declared once (its security): the template, the function and the OpenAPI file agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from localstage.lambda_runtime import load_module
+from localstage.template import load_template
+from tickets.edge.http import ORGANIZER_SCHEME, organizer_routes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_template_code_and_openapi_agree_route_by_route() -> None:
+    template = load_template()
+    openapi = json.loads((ROOT / "openapi.json").read_text(encoding="utf-8"))
+    routes = list(template.routes)
+    assert routes
+    for route in routes:
+        spec = template.functions[route.function]
+        in_template = route.authorizer is not None
+        in_code = route.route_key in organizer_routes(load_module(spec.code_uri).app)
+        operation = openapi["paths"][route.path][route.method.lower()]
+        in_openapi = any(ORGANIZER_SCHEME in requirement for requirement in operation.get("security", []))
+        assert in_template == in_code == in_openapi, route.route_key
+        assert ("401" in operation["responses"]) == in_openapi, route.route_key
+    assert {route.route_key for route in routes if route.authorizer} == {
+        "POST /events", "POST /tickets/{ticket_code}/check-in"}
