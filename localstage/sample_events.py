@@ -40,6 +40,8 @@ COMMON_HEADERS = {
 }
 ORGANIZER = {"authorization": f"Bearer {DEMO_ADMIN_TOKEN}"}
 JSON = {"content-type": "application/json"}
+# The reserve call answers the secret; a sample cannot know it, so it shows where it goes.
+HOLDER = {"x-reservation-secret": "the-reservation_secret-of-the-reserve-answer"}
 
 SAMPLES: list[tuple[str, str, str, dict[str, str], dict[str, str], dict[str, Any] | None]] = [
     # file, method, route path, path parameters, extra headers, body
@@ -53,11 +55,11 @@ SAMPLES: list[tuple[str, str, str, dict[str, str], dict[str, str], dict[str, Any
     ("availability", "GET", "/events/{event_id}/availability", {"event_id": DEMO_EVENT_ID}, {}, None),
     ("reserve", "POST", "/events/{event_id}/reservations", {"event_id": DEMO_EVENT_ID},
      {**JSON, "idempotency-key": "sample-reserve-0001", "x-device-id": "sample-device-0001"}, {"quantity": 2}),
-    ("get_reservation", "GET", "/reservations/{reservation_id}", {"reservation_id": DEMO_RESERVATION_ID}, {},
+    ("get_reservation", "GET", "/reservations/{reservation_id}", {"reservation_id": DEMO_RESERVATION_ID}, HOLDER,
      None),
-    ("cancel", "DELETE", "/reservations/{reservation_id}", {"reservation_id": DEMO_RESERVATION_ID}, {}, None),
+    ("cancel", "DELETE", "/reservations/{reservation_id}", {"reservation_id": DEMO_RESERVATION_ID}, HOLDER, None),
     ("confirm", "POST", "/reservations/{reservation_id}/confirm", {"reservation_id": DEMO_RESERVATION_ID},
-     {**JSON, "idempotency-key": "sample-confirm-0001"}, {"payment_token": "tok_visa"}),
+     {**JSON, **HOLDER, "idempotency-key": "sample-confirm-0001"}, {"payment_token": "tok_visa"}),
     ("check_in", "POST", "/tickets/{ticket_code}/check-in", {"ticket_code": DEMO_TICKET_CODE}, ORGANIZER, None),
 ]
 

@@ -35,7 +35,7 @@ os.environ.update({
 ensure_layer_on_path()
 
 
-TABLES = "tickets, payments, reservations, tier_inventory, tiers, events"
+TABLES = "tickets, payment_intents, payments, reservations, tier_inventory, tiers, events"
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
+from tickets.edge.buyers import reservation_secret
 from tickets.edge.http import create_app, http_handler, route_responses
 from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, respond_once
 from tickets.models import Reservation
@@ -19,8 +20,9 @@ app = create_app()
                                       refusals=[*reservations.CANCEL_REFUSALS, *IDEMPOTENT_REFUSALS]))
 def cancel_reservation(reservation_id: str) -> Response[dict[str, Any]]:
     # Cancel is idempotent by nature: the key is optional and only deduplicates when given.
-    return respond_once(app, status=200, key_required=False,
-                        operation=lambda: reservations.cancel(reservation_id))
+    secret = reservation_secret(app.current_event)
+    return respond_once(app, status=200, caller=secret, key_required=False,
+                        operation=lambda _key: reservations.cancel(reservation_id, secret))
 
 
 lambda_handler = http_handler(app)

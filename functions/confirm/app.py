@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
+from tickets.edge.buyers import reservation_secret
 from tickets.edge.http import create_app, http_handler, route_responses
 from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, respond_once
 from tickets.models import ConfirmRequest, Reservation
@@ -23,8 +24,9 @@ provider = payment_provider()
 def confirm_reservation(reservation_id: str, request: ConfirmRequest) -> Response[dict[str, Any]]:
     # The claim on the hold lasts as long as this invocation may: the function's timeout, less what has run.
     lease_seconds = math.ceil(app.lambda_context.get_remaining_time_in_millis() / 1000)
-    return respond_once(app, status=200, operation=lambda: reservations.confirm(
-        reservation_id, request.payment_token, provider, lease_seconds=lease_seconds))
+    secret = reservation_secret(app.current_event)
+    return respond_once(app, status=200, caller=secret, operation=lambda key: reservations.confirm(
+        reservation_id, secret, request.payment_token, provider, lease_seconds=lease_seconds, idempotency_key=key))
 
 
 lambda_handler = http_handler(app)

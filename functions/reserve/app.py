@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
-from tickets.edge.buyers import buyer_fingerprint
+from tickets.edge.buyers import buyer
 from tickets.edge.http import create_app, http_handler, route_responses
 from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, respond_once
 from tickets.models import Reservation, ReserveRequest
@@ -19,8 +19,9 @@ app = create_app()
           responses=route_responses(201, Reservation, "A hold, status held",
                                     refusals=[*reservations.RESERVE_REFUSALS, *IDEMPOTENT_REFUSALS]))
 def reserve(event_id: str, request: ReserveRequest) -> Response[dict[str, Any]]:
-    customer = buyer_fingerprint(app.current_event)
-    return respond_once(app, status=201, operation=lambda: reservations.reserve(event_id, request, customer))
+    who = buyer(app.current_event)
+    return respond_once(app, status=201, caller=who.fingerprint,
+                        operation=lambda key: reservations.reserve(event_id, request, who, key))
 
 
 lambda_handler = http_handler(app)

@@ -24,6 +24,7 @@ setup_file() {
   export CONCURRENCY RUN_ID
   : >"$BATS_FILE_TMPDIR/events"
   : >"$BATS_FILE_TMPDIR/reservations"
+  : >"$BATS_FILE_TMPDIR/secrets"
 
   api GET /health
   if [[ "$HTTP_STATUS" != 200 ]]; then
@@ -138,7 +139,8 @@ teardown_file() {
 
   local winner
   winner="$(won_reservations five)"
-  api POST "/reservations/$winner/confirm" '{"payment_token": "tok_visa"}' -H "Idempotency-Key: $RUN_ID-five-confirm"
+  api POST "/reservations/$winner/confirm" '{"payment_token": "tok_visa"}' -H "Idempotency-Key: $RUN_ID-five-confirm" \
+    -H "X-Reservation-Secret: $(secret_of "$winner")"
   expect_eq "$HTTP_STATUS" 200 "POST /reservations/$winner/confirm ($HTTP_BODY)"
   expect_eq "$(jq -r '.status' <<<"$HTTP_BODY")" confirmed "status after confirm"
   expect_eq "$(jq -r '.tickets | length' <<<"$HTTP_BODY")" 5 "tickets of the confirmed reservation"
@@ -148,7 +150,7 @@ teardown_file() {
   expect_eq "$(jq -r '.payment.amount == .total_amount and .total_amount == 12500' <<<"$HTTP_BODY")" true \
     "payment amount = total_amount = 5 x 2500"
 
-  api GET "/reservations/$winner"
+  api GET "/reservations/$winner" "" -H "X-Reservation-Secret: $(secret_of "$winner")"
   expect_eq "$(jq -r '[.status, (.tickets | length)] | map(tostring) | join(" ")' <<<"$HTTP_BODY")" "confirmed 5" \
     "reservation read back after confirm (status, tickets)"
   assert_available "$FIVE_EVENT" 0

@@ -175,8 +175,14 @@ fire_reservations() {
       "${available:--}" "${seconds:--}" "${message:--}" >>"$tsv"
     if [[ "$status" == 201 && "$reservation_id" =~ $UUID_RE ]]; then
       echo "$reservation_id" >>"$BATS_FILE_TMPDIR/reservations"
+      echo "$reservation_id $(jq -r '.reservation_secret' "$dir/$i.body")" >>"$BATS_FILE_TMPDIR/secrets"
     fi
   done
+}
+
+# secret_of ID: the reservation_secret its reserve answered (the holder's X-Reservation-Secret).
+secret_of() {
+  awk -v id="$1" '$1 == id { print $2; exit }' "$BATS_FILE_TMPDIR/secrets" 2>/dev/null
 }
 
 # outcome_count NAME STATUS [CODE]: how many buyers of fire_reservations NAME got STATUS (and CODE).
@@ -244,7 +250,8 @@ assert_round() {
   expect_eq "$refs" "$wins" "distinct well-formed booking references among the winners of $name"
 }
 
-# parallel_calls DIR METHOD PATH_PREFIX ID...: one request per id ($API_URL$PATH_PREFIX$ID), all at once.
+# parallel_calls DIR METHOD PATH_PREFIX ID...: one request per id ($API_URL$PATH_PREFIX$ID), all at once,
+# each with its reservation's secret.
 # Then prints one line per id: "id http_status body_status" (body_status: the reservation's
 # .status, else .error.code, else -).
 parallel_calls() {
@@ -257,6 +264,7 @@ parallel_calls() {
     n=$((n + 1))
     echo "$id" >"$dir/$n.id"
     curl -sS --max-time "${REQUEST_TIMEOUT:-60}" -X "$method" -o "$dir/$n.body" -w '%{http_code}\n' \
+      -H "X-Reservation-Secret: $(secret_of "$id")" \
       "$API_URL$prefix$id" >"$dir/$n.status" 2>"$dir/$n.err" 3>&- &
     pids+=($!)
   done

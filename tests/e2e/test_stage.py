@@ -155,7 +155,9 @@ def test_full_flow_with_scheduled_expiry(stages: Stages) -> None:
 
     confirm_key = f"e2e-{uuid.uuid4()}"
     confirmed = requests.post(f"{base}/reservations/{reservation['reservation_id']}/confirm",
-                              headers={"Idempotency-Key": confirm_key}, json={"payment_token": "tok_visa"},
+                              headers={"Idempotency-Key": confirm_key,
+                                       "X-Reservation-Secret": reservation["reservation_secret"]},
+                              json={"payment_token": "tok_visa"},
                               timeout=60)
     assert confirmed.status_code == 200, confirmed.text
     body = confirmed.json()
@@ -175,7 +177,7 @@ def test_full_flow_with_scheduled_expiry(stages: Stages) -> None:
     # A hold that lapses is expired by the scheduled function (every second here) and its seats return.
     lapsing = reserve(base, event_id, 3)
     assert lapsing.status_code == 201, lapsing.text
-    lapsing_id = lapsing.json()["reservation_id"]
+    lapsing_id, lapsing_secret = lapsing.json()["reservation_id"], lapsing.json()["reservation_secret"]
     assert available(base, event_id) == 5
     with psycopg.connect(stages.current.info["database_url"], autocommit=True) as conn:
         conn.execute("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE reservation_id = %s",
@@ -192,11 +194,12 @@ def test_full_flow_with_scheduled_expiry(stages: Stages) -> None:
         assert row is not None and row[0] == "expired", f"the scheduled expiry did not run: {row}"
         assert row[1] is not None
         assert row[2] == 2  # only the confirmed seats are taken
-    got = requests.get(f"{base}/reservations/{lapsing_id}", timeout=30)
+    got = requests.get(f"{base}/reservations/{lapsing_id}", headers={"X-Reservation-Secret": lapsing_secret},
+                       timeout=30)
     assert got.status_code == 200
     assert got.json()["status"] == "expired"
     assert available(base, event_id) == 8
-    assert "ExpireFunction (scheduled): {\"expired\": 1}" in stages.current.output
+    assert "ExpireFunction (scheduled): {\"expired\": 1," in stages.current.output
 
 
 def test_concurrent_reserves_never_oversell(stages: Stages) -> None:
@@ -286,7 +289,7 @@ def test_sigterm_stops_everything_and_restart_keeps_data(stages: Stages) -> None
     event_id = create_event(base, capacity=5, name="Survives a restart")["event_id"]
     held = reserve(base, event_id, 2)
     assert held.status_code == 201
-    reservation_id = held.json()["reservation_id"]
+    reservation_id, secret = held.json()["reservation_id"], held.json()["reservation_secret"]
     first = stages.current
     assert first.process is not None
     worker_pids = [int(line.split("started worker ")[1].split()[0]) for line in first.output.splitlines()
@@ -310,7 +313,8 @@ def test_sigterm_stops_everything_and_restart_keeps_data(stages: Stages) -> None
     event = requests.get(f"{second.base_url}/events/{event_id}", timeout=30)
     assert event.status_code == 200
     assert event.json()["name"] == "Survives a restart"
-    reservation = requests.get(f"{second.base_url}/reservations/{reservation_id}", timeout=30)
+    reservation = requests.get(f"{second.base_url}/reservations/{reservation_id}",
+                               headers={"X-Reservation-Secret": secret}, timeout=30)
     assert reservation.status_code == 200
     assert reservation.json()["status"] == "held"
     assert available(second.base_url, event_id) == 3

@@ -215,7 +215,7 @@ def test_deploy_applies_the_migrations_once_and_replies_to_cloudformation(
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
         timeouts = conn.execute("SELECT setting FROM pg_settings WHERE name IN"
                                 " ('statement_timeout', 'idle_in_transaction_session_timeout') ORDER BY name")
-        assert [row[0] for row in timeouts] == ["30000", "15000"]  # from the role, in a new session
+        assert [row[0] for row in timeouts] == ["30000", "5000"]  # from the role, in a new session
 
 
 def test_unreachable_database_fails_the_deploy_before_lambda_times_out(

@@ -75,7 +75,8 @@ def test_threads_of_one_process_read_each_others_event(api: Api, key: str, db: A
     answers: dict[str, ApiResponse] = {}
 
     def client(name: str) -> None:
-        answers[name] = api.reserve(event["event_id"], 1, key=f"{key}-{name}", device=name)
+        # One buyer on two devices' threads: the records differ only by key, as in the original report.
+        answers[name] = api.reserve(event["event_id"], 1, key=f"{key}-{name}", device="one-buyer")
 
     a = threading.Thread(target=client, args=("A",), name="A")
     b = threading.Thread(target=client, args=("B",), name="B")

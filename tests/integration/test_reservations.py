@@ -31,8 +31,25 @@ def test_reserve_holds_seats(api: Api, key: str, db: Any) -> None:
     assert body["tier_id"] == event["tiers"][0]["tier_id"]
     assert re.fullmatch(r"EVT-[0-9A-Z]{6}", body["booking_reference"])
     assert body["expires_at"].endswith("Z")
-    assert api.request("GET", f"/reservations/{body['reservation_id']}").body == body
+    secret = body.pop("reservation_secret")
+    assert len(secret) >= 32
+    assert api.request("GET", f"/reservations/{body['reservation_id']}").body == body  # the secret is not repeated
     assert seats_taken(db, body["tier_id"]) == 2
+
+
+def test_a_reservation_needs_its_secret(api: Api, key: str, db: Any) -> None:
+    event = api.create_event()
+    hold = api.reserve(event["event_id"], 2, key=key).body
+    path = f"/reservations/{hold['reservation_id']}"
+    for n, secret in enumerate(("", "wrong", hold["reservation_secret"] + "x", "\x00", "é")):
+        for method, call, body in (("GET", path, None), ("DELETE", path, None),
+                                   ("POST", path + "/confirm", {"payment_token": "tok_visa"})):
+            response = api.request(method, call, body=body,
+                                   headers={"X-Reservation-Secret": secret, "Idempotency-Key": f"{key}-{n}"})
+            assert (response.status, response.error_code) == (404, "reservation_not_found"), response.text
+    assert db.execute("SELECT status, payment_status FROM reservations").fetchall() == [("held", "pending")]
+    assert db.execute("SELECT count(*) FROM payments").fetchone()[0] == 0
+    assert api.request("GET", path).status == 200
 
 
 def test_booking_references_are_unique(api: Api, key: str) -> None:
@@ -167,7 +184,8 @@ def test_payment_that_succeeds_after_the_hold_lapsed_is_refunded(api: Api, key: 
             refunds.append(transaction_id)
 
     with pytest.raises(Exception) as raised:
-        reservations.confirm(hold["reservation_id"], "tok_visa", SlowProvider(), lease_seconds=10)
+        reservations.confirm(hold["reservation_id"], hold["reservation_secret"], "tok_visa", SlowProvider(),
+                             lease_seconds=10)
     assert getattr(raised.value, "code", None) == "reservation_expired"
     assert len(refunds) == 1
     assert db.execute("SELECT transaction_id, status FROM payments").fetchall() == [(refunds[0], "refunded")]
@@ -265,10 +283,10 @@ def test_scheduled_expiry_returns_seats_and_counts(api: Api, key: str, db: Any) 
     live = api.reserve(event["event_id"], 1, key=key + "live", tier_id=tier_b).body
     for hold in lapsed:
         lapse(db, hold["reservation_id"])
-    assert api.invoke_raw(scheduled_event(), "functions/expire/") == {"expired": 3}
+    assert api.invoke_raw(scheduled_event(), "functions/expire/")["expired"] == 3
     assert seats_taken(db, tier_a) == 0 and seats_taken(db, tier_b) == 1
     assert api.request("GET", f"/reservations/{live['reservation_id']}").body["status"] == "held"
-    assert api.invoke_raw(scheduled_event(), "functions/expire/") == {"expired": 0}
+    assert api.invoke_raw(scheduled_event(), "functions/expire/")["expired"] == 0
 
 
 def test_expiry_works_in_bounded_batches(api: Api, key: str, db: Any) -> None:

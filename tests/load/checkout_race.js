@@ -13,7 +13,7 @@ import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import {
   API_URL, WARMUP_CONCURRENCY, WARMUP_ROUNDS, body, createEvent, daysFromNow, describe, errorCode, floatEnv,
-  intEnv, jsonHeaders, newRunId, requireReadyApi, summaryOutputs, warmUp,
+  holderHeaders, intEnv, jsonHeaders, newRunId, requireReadyApi, summaryOutputs, warmUp,
 } from './lib.js';
 
 const VUS = intEnv('VUS', 200);
@@ -122,7 +122,7 @@ function warmUpCheckout(runId) {
     const confirms = [];
     http.batch(reserves).forEach((res, i) => {
       if (res.status !== 201) { console.warn(`warm-up reserve: ${describe(res)}`); return; }
-      const headers = jsonHeaders({ 'Idempotency-Key': `${runId}-warm-confirm-${round}-${i}` });
+      const headers = holderHeaders(body(res), { 'Idempotency-Key': `${runId}-warm-confirm-${round}-${i}` });
       confirms.push(['POST', `${API_URL}/reservations/${body(res).reservation_id}/confirm`,
         JSON.stringify({ payment_token: 'tok_visa' }), { headers, tags: { name: 'warmup' } }]);
     });
@@ -162,7 +162,7 @@ export default function (data) {
 
   const confirm = http.post(`${API_URL}/reservations/${hold.reservation_id}/confirm`,
     JSON.stringify({ payment_token: 'tok_visa' }),
-    { headers: jsonHeaders({ 'Idempotency-Key': `${data.runId}-confirm-${vu}` }), tags: { name: 'confirm' } });
+    { headers: holderHeaders(hold, { 'Idempotency-Key': `${data.runId}-confirm-${vu}` }), tags: { name: 'confirm' } });
   if (confirm.status === 200) {
     const sold = body(confirm) || {};
     confirmSuccesses.add(1);
@@ -175,13 +175,14 @@ export default function (data) {
   }
   unexpected('confirm', confirm);
   // Not confirmed: give the seats back now rather than leave them held until the hold lapses.
-  const cancel = http.del(`${API_URL}/reservations/${hold.reservation_id}`, null, { tags: { name: 'cleanup' } });
+  const cancel = http.del(`${API_URL}/reservations/${hold.reservation_id}`, null,
+    { headers: holderHeaders(hold), tags: { name: 'cleanup' } });
   if (cancel.status === 200) holdsCancelled.add(1);
 }
 
 /** GET a JSON resource in teardown; null (and a violation) when it does not answer 200. */
-function getJson(url, what) {
-  const res = http.get(url, { tags: { name: 'teardown' } });
+function getJson(url, what, headers) {
+  const res = http.get(url, { headers: headers || {}, tags: { name: 'teardown' } });
   if (res.status !== 200) {
     inventoryViolations.add(1, { what });
     console.error(`teardown: ${what} did not answer 200: ${describe(res)}`);
@@ -212,7 +213,7 @@ export function teardown(data) {
   const won = [];
   for (let i = 0; i < replays.length; i += 20) {
     for (const res of http.batch(replays.slice(i, i + 20))) {
-      if (res.status === 201 && body(res)) won.push(body(res).reservation_id);
+      if (res.status === 201 && body(res)) won.push(body(res)); // the replay carries the secret too
       else if (!(res.status === 409 && ['sold_out', 'insufficient_inventory'].includes(errorCode(res)))) {
         inventoryViolations.add(1);
         console.error(`teardown: a replayed reserve answered ${describe(res)}`);
@@ -221,12 +222,12 @@ export function teardown(data) {
   }
   let confirmed = 0;
   let held = 0;
-  const heldIds = [];
-  for (const id of won) {
-    const r = getJson(`${API_URL}/reservations/${id}`, 'GET /reservations/{id}');
+  const heldOnes = [];
+  for (const hold of won) {
+    const r = getJson(`${API_URL}/reservations/${hold.reservation_id}`, 'GET /reservations/{id}', holderHeaders(hold));
     if (!r) continue;
     if (r.status === 'confirmed') confirmed += r.quantity;
-    else if (r.status === 'held') { held += r.quantity; heldIds.push(id); }
+    else if (r.status === 'held') { held += r.quantity; heldOnes.push(hold); }
   }
   const event = getJson(`${API_URL}/events/${data.eventId}`, 'GET /events/{id}');
   const availability = getJson(`${API_URL}/events/${data.eventId}/availability`, 'GET /events/{id}/availability');
@@ -249,12 +250,13 @@ export function teardown(data) {
   if (oversold > 0) oversoldSeats.add(oversold);
 
   // Clean up: holds that were never confirmed go back now (the contract has no delete-event call).
-  for (const id of heldIds) {
-    const res = http.del(`${API_URL}/reservations/${id}`, null, { tags: { name: 'teardown' } });
+  for (const hold of heldOnes) {
+    const res = http.del(`${API_URL}/reservations/${hold.reservation_id}`, null,
+      { headers: holderHeaders(hold), tags: { name: 'teardown' } });
     if (res.status === 200) holdsCancelled.add(1);
-    else console.error(`teardown: cancelling held ${id} failed: ${describe(res)}`);
+    else console.error(`teardown: cancelling held ${hold.reservation_id} failed: ${describe(res)}`);
   }
-  if (heldIds.length) console.log(`teardown: cancelled ${heldIds.length} leftover hold(s)`);
+  if (heldOnes.length) console.log(`teardown: cancelled ${heldOnes.length} leftover hold(s)`);
 }
 
 export function handleSummary(data) {

@@ -33,6 +33,11 @@ export function jsonHeaders(extra) {
   return Object.assign({ 'Content-Type': 'application/json', Accept: 'application/json' }, extra || {});
 }
 
+/** The headers of a holder acting on its reservation: the secret its reserve answered. */
+export function holderHeaders(reservation, extra) {
+  return jsonHeaders(Object.assign({ 'X-Reservation-Secret': reservation.reservation_secret }, extra || {}));
+}
+
 export function staffHeaders(extra) {
   return jsonHeaders(Object.assign({ Authorization: `Bearer ${TOKEN}` }, extra || {}));
 }

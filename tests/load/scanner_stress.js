@@ -15,7 +15,7 @@ import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import {
   API_URL, WARMUP_CONCURRENCY, abort, body, createEvent, daysFromNow, describe, errorCode, floatEnv, intEnv,
-  jsonHeaders, newRunId, requireReadyApi, staffHeaders, summaryOutputs, warmUp,
+  holderHeaders, jsonHeaders, newRunId, requireReadyApi, staffHeaders, summaryOutputs, warmUp,
 } from './lib.js';
 
 const SCANNERS = intEnv('SCANNERS', 5);
@@ -110,14 +110,15 @@ function buyTickets(runId, eventId) {
   for (let i = 0; i < reservations.length; i += 10) {
     const holds = http.batch(reservations.slice(i, i + 10)).map((res) => {
       if (res.status !== 201) abort(`buying the test tickets failed: ${describe(res)}`);
-      return body(res).reservation_id;
+      return body(res);
     });
-    const confirms = holds.map((id, k) => ['POST', `${API_URL}/reservations/${id}/confirm`,
+    const confirms = holds.map((hold, k) => ['POST', `${API_URL}/reservations/${hold.reservation_id}/confirm`,
       JSON.stringify({ payment_token: 'tok_visa' }),
-      { headers: jsonHeaders({ 'Idempotency-Key': `${runId}-pay-${i + k}` }), tags: { name: 'setup' } }]);
+      { headers: holderHeaders(hold, { 'Idempotency-Key': `${runId}-pay-${i + k}` }), tags: { name: 'setup' } }]);
     http.batch(confirms).forEach((res, k) => {
       if (res.status !== 200) {
-        http.del(`${API_URL}/reservations/${holds[k]}`, null, { tags: { name: 'setup' } }); // leave no hold behind
+        http.del(`${API_URL}/reservations/${holds[k].reservation_id}`, null,
+          { headers: holderHeaders(holds[k]), tags: { name: 'setup' } }); // leave no hold behind
         abort(`confirming the test tickets failed: ${describe(res)}`);
       }
       for (const t of body(res).tickets) codes.push(t.ticket_code);

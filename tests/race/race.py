@@ -118,6 +118,7 @@ class Outcome:
     label: str  # "201", "409 sold_out", "503 unavailable", "connection ConnectTimeout", ...
     seconds: float
     reservation_id: str | None = None
+    reservation_secret: str = ""
     available_seats: int | None = None
     detail: str = ""
 
@@ -167,10 +168,13 @@ class Api:
         self.config = config
         self.session = requests.Session()
 
-    def call(self, method: str, path: str, body: Any = None, *, admin: bool = False) -> requests.Response:
+    def call(self, method: str, path: str, body: Any = None, *, admin: bool = False,
+             secret: str | None = None) -> requests.Response:
         headers = {"Content-Type": "application/json"}
         if admin:
             headers["Authorization"] = f"Bearer {self.config.token}"
+        if secret is not None:
+            headers["X-Reservation-Secret"] = secret
         return self.session.request(method, self.config.api_url + path, headers=headers,
                                     data=None if body is None else json.dumps(body), timeout=self.config.timeout)
 
@@ -252,7 +256,8 @@ def classify(response: requests.Response, seconds: float, config: Config, event_
         reservation_id = body.get("reservation_id")
         if (isinstance(reservation_id, str) and body.get("status") == "held"
                 and body.get("quantity") == config.quantity and body.get("event_id") == event_id):
-            return Outcome("success", "201", seconds, reservation_id=reservation_id)
+            return Outcome("success", "201", seconds, reservation_id=reservation_id,
+                           reservation_secret=str(body.get("reservation_secret", "")))
         return Outcome("other", "201 unexpected_body", seconds, detail=json.dumps(body)[:300])
     if isinstance(error, dict):
         code = str(error.get("code"))
@@ -308,10 +313,11 @@ def run_iteration(config: Config, api: Api, db: Database, run_id: str,
     """The outcomes and the failed checks (empty: the iteration passed)."""
     failures: list[str] = []
     event_id, tier_id = api.create_event(f"{run_id}-{iteration}")
-    holds: list[str] = []
+    holds: list[tuple[str, str]] = []  # (reservation_id, reservation_secret)
     try:
         outcomes = fire(config, run_id, iteration, event_id, tier_id)
-        holds = [o.reservation_id for o in outcomes if o.kind == "success" and o.reservation_id]
+        holds = [(o.reservation_id, o.reservation_secret) for o in outcomes
+                 if o.kind == "success" and o.reservation_id]
         wins, held_seats = len(holds), len(holds) * config.quantity
         if held_seats > config.seats:
             failures.append(f"OVERSOLD: {wins} holds of {config.quantity} = {held_seats} seats, "
@@ -339,7 +345,7 @@ def run_iteration(config: Config, api: Api, db: Database, run_id: str,
             failures.append(f"{len(understated)} buyers were told only {min(understated)} seat(s) were left "
                             f"while {available} stayed free")
         with ThreadPoolExecutor(16) as pool:
-            statuses = list(pool.map(lambda rid: reservation_status(api, rid), holds))
+            statuses = list(pool.map(lambda hold: reservation_status(api, *hold), holds))
         if any(status != "200 held" for status in statuses):
             failures.append(f"holds read back: {dict(Counter(statuses))}, expected all 200 held")
         if db.reachable:
@@ -363,20 +369,21 @@ def run_iteration(config: Config, api: Api, db: Database, run_id: str,
     return outcomes, failures
 
 
-def reservation_status(api: Api, reservation_id: str) -> str:
-    response = api.call("GET", f"/reservations/{reservation_id}")
+def reservation_status(api: Api, reservation_id: str, secret: str) -> str:
+    response = api.call("GET", f"/reservations/{reservation_id}", secret=secret)
     try:
         return f"{response.status_code} {response.json().get('status')}"
     except ValueError:
         return f"{response.status_code} not_json"
 
 
-def clean_up(config: Config, api: Api, db: Database, event_id: str, holds: list[str]) -> list[str]:
+def clean_up(config: Config, api: Api, db: Database, event_id: str, holds: list[tuple[str, str]]) -> list[str]:
     """Cancels the holds (their seats come back at once) and purges the event when the database answers."""
     failures: list[str] = []
 
-    def cancel(reservation_id: str) -> str:
-        response = api.call("DELETE", f"/reservations/{reservation_id}")
+    def cancel(hold: tuple[str, str]) -> str:
+        reservation_id, secret = hold
+        response = api.call("DELETE", f"/reservations/{reservation_id}", secret=secret)
         try:
             return f"{response.status_code} {response.json().get('status')}"
         except ValueError:

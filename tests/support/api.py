@@ -38,6 +38,8 @@ class ApiResponse:
 
 
 _environments = threading.local()
+# reservation_id -> reservation_secret, learnt from reserve answers and sent as a holder would.
+KNOWN_SECRETS: dict[str, str] = {}
 
 
 def _handler_for(code_uri: str) -> Any:
@@ -64,10 +66,15 @@ class Api:
     def __init__(self, admin_token: str) -> None:
         self.template = load_template()
         self.admin_token = admin_token
+        # What the holder knows, shared by every client of the test process (the race tests drive
+        # one hold from several environments' clients).
+        self.secrets = KNOWN_SECRETS
+        self.function_timeout = 10.0  # template.yaml's Globals; a test may shorten it
 
     def invoke_raw(self, event: dict[str, Any], code_uri: str, function: str = "local") -> Any:
         """What the handler returns, as Lambda would pass it on."""
-        return _handler_for(code_uri)(event, LambdaContext(function_name=function))
+        return _handler_for(code_uri)(event, LambdaContext(function_name=function,
+                                                           timeout_seconds=self.function_timeout))
 
     def invoke(self, event: dict[str, Any], code_uri: str, function: str = "local") -> ApiResponse:
         result = self.invoke_raw(event, code_uri, function)
@@ -79,6 +86,9 @@ class Api:
         headers = dict(headers or {})
         if admin:
             headers["Authorization"] = f"Bearer {self.admin_token}"
+        parts = path.split("/")
+        if len(parts) > 2 and parts[1] == "reservations" and parts[2] in self.secrets:
+            headers.setdefault("X-Reservation-Secret", self.secrets[parts[2]])
         found, _ = match_route(self.template.routes, method, path)
         if found is not None:
             function = self.template.functions[found.route.function]
@@ -90,8 +100,16 @@ class Api:
                 verdict = self.invoke_raw(authorizer_event(event), authorizer.code_uri, authorizer.logical_id)
                 if not apply_authorizer_result(event, verdict):
                     return ApiResponse(403, {"content-type": "application/json"}, AUTHORIZER_REFUSAL)
-            return self.invoke(event, function.code_uri, function.logical_id)
+            response = self.invoke(event, function.code_uri, function.logical_id)
+            self._learn_secret(response)
+            return response
         raise AssertionError(f"template.yaml has no route for {method} {path}")
+
+    def _learn_secret(self, response: ApiResponse) -> None:
+        if response.status == 201 and response.text.startswith("{"):
+            body = response.body
+            if isinstance(body, dict) and "reservation_secret" in body:
+                self.secrets[body["reservation_id"]] = body["reservation_secret"]
 
     # Shorthands for the contract's calls.
     def create_event(self, **overrides: Any) -> dict[str, Any]:

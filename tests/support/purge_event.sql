@@ -6,6 +6,7 @@
 -- Tables and foreign keys: layers/tickets/tickets/store/migrations/*.sql
 --   tickets        -> reservations, events
 --   payments       -> reservations
+--   payment_intents -> reservations
 --   reservations   -> events, tiers
 --   tier_inventory -> tiers
 --   tiers          -> events
@@ -26,6 +27,9 @@ WHERE event_id = :'event_id'
    OR reservation_id IN (SELECT reservation_id FROM purge_reservations);
 
 DELETE FROM payments
+WHERE reservation_id IN (SELECT reservation_id FROM purge_reservations);
+
+DELETE FROM payment_intents
 WHERE reservation_id IN (SELECT reservation_id FROM purge_reservations);
 
 DELETE FROM reservations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,10 +10,10 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import ValidationError
 
 from localstage.lambda_runtime import http_event
-from tickets.edge.buyers import buyer_fingerprint
+from tickets.edge.buyers import buyer
 from tickets.edge.http import MAX_BODY_BYTES, _guard_request
 from tickets.models import EventCreate, Reservation, ReserveRequest
-from tickets.payments import PaymentDeclined, PaymentProviderFailure, TestPaymentProvider
+from tickets.payments import PaymentDeclined, PaymentProviderFailure, TestPaymentProvider, intent_key
 
 
 def test_times_are_rfc3339_utc() -> None:
@@ -45,7 +46,16 @@ def test_event_defaults_and_sales_window_order() -> None:
 
 
 def fingerprint(headers: dict[str, str], ip: str = "192.0.2.1") -> str:
-    return buyer_fingerprint(APIGatewayProxyEventV2(http_event("GET", "/", headers=headers, source_ip=ip)))
+    return buyer(APIGatewayProxyEventV2(http_event("GET", "/", headers=headers, source_ip=ip))).fingerprint
+
+
+def address(headers: dict[str, str], ip: str = "192.0.2.1") -> str:
+    return buyer(APIGatewayProxyEventV2(http_event("GET", "/", headers=headers, source_ip=ip))).address
+
+
+def test_address_ignores_the_device_id() -> None:
+    assert address({"X-Device-Id": "d1"}) == address({"X-Device-Id": "d2"}) == address({})
+    assert address({}) != address({}, "192.0.2.2") and "192.0.2.1" not in address({})
 
 
 def test_fingerprint_prefers_the_device_id() -> None:
@@ -72,6 +82,14 @@ def test_guard_rejects_oversized_bodies_and_normalises_content_type() -> None:
     assert rejection is not None and rejection.code == "malformed_json"
 
 
+def test_guard_refuses_deep_nesting_but_not_brackets_in_strings() -> None:
+    deep = http_event("POST", "/events", body="[" * 1000 + "]" * 1000)
+    rejection = _guard_request(deep)
+    assert rejection is not None and rejection.code == "validation_error"
+    assert _guard_request(http_event("POST", "/events", body='{"name": "' + "[{" * 500 + '"}')) is None
+    assert _guard_request(http_event("POST", "/events", body='{"a": ' * 32 + "1" + "}" * 32)) is None
+
+
 def test_test_provider_tokens_and_idempotent_charges() -> None:
     provider = TestPaymentProvider()
     with pytest.raises(PaymentDeclined):
@@ -81,3 +99,15 @@ def test_test_provider_tokens_and_idempotent_charges() -> None:
     first = provider.charge(amount=5, currency="EUR", token="tok_visa", idempotency_key="k1")
     assert provider.charge(amount=5, currency="EUR", token="tok_visa", idempotency_key="k1") == first
     assert provider.charge(amount=5, currency="EUR", token="tok_visa", idempotency_key="k2") != first
+
+
+def test_test_provider_tells_what_a_key_charged() -> None:
+    provider = TestPaymentProvider()
+    rid = uuid.uuid4()
+    charged = provider.charge(amount=5, currency="EUR", token="tok_visa", idempotency_key=intent_key(rid, "tok_visa"))
+    assert provider.find_charge(idempotency_key=intent_key(rid, "tok_visa")) == charged.transaction_id
+    with pytest.raises(PaymentProviderFailure):  # charged, but the answer is lost
+        provider.charge(amount=5, currency="EUR", token="tok_timeout", idempotency_key=intent_key(rid, "tok_timeout"))
+    assert provider.find_charge(idempotency_key=intent_key(rid, "tok_timeout")) is not None
+    assert provider.find_charge(idempotency_key=intent_key(rid, "tok_error")) is None
+    assert provider.find_charge(idempotency_key=intent_key(rid, "tok_decline")) is None

@@ -73,6 +73,8 @@ class EventCreate(RequestModel):
     currency: CurrencyCode = "EUR"
     hold_seconds: Annotated[StrictInt, Field(ge=30, le=3600)] = 600
     max_per_customer: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
+    max_holds_per_ip: Annotated[StrictInt, Field(
+        ge=1, le=10_000, description="Live holds from one source IP on this event; no limit when absent")] | None = None
     sales_start_at: Moment | None = None
     sales_end_at: Moment | None = None
     tiers: Annotated[list[TierCreate], Field(min_length=1, max_length=20)]
@@ -120,6 +122,7 @@ class Event(ResponseModel):
     currency: str
     hold_seconds: int
     max_per_customer: int | None
+    max_holds_per_ip: int | None
     sales_start_at: UtcDateTime | None
     sales_end_at: UtcDateTime | None
     created_at: UtcDateTime
@@ -166,12 +169,16 @@ class Reservation(ResponseModel):
     expires_at: UtcDateTime
     total_amount: int
     currency: str
-    payment_status: Literal["pending", "captured", "failed"]
+    payment_status: Literal["pending", "captured", "failed", "refunded"] = Field(
+        description="refunded: a payment captured after the hold could no longer be sold was given back")
     created_at: UtcDateTime
     confirmed_at: UtcDateTime | None = None
     cancelled_at: UtcDateTime | None = None
     tickets: list[Ticket] = []
     payment: Payment | None = None
+    reservation_secret: str | None = Field(
+        None, exclude_if=lambda secret: secret is None,
+        description="Only in the reserve call's answer (and its replay): send it as X-Reservation-Secret")
 
 
 class CheckIn(ResponseModel):
@@ -186,6 +193,8 @@ class Health(BaseModel):
 
 class ExpiryResult(BaseModel):
     expired: int
+    # Payment intents settled by reconciliation: sold (tickets issued), refunded, uncharged.
+    settled: dict[str, int] = {}
 
 
 class ErrorDetail(BaseModel):

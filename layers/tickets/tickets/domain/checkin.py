@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from tickets.models import CheckIn, rfc3339_utc
 from tickets.refusals import Refusal
@@ -15,7 +16,7 @@ CHECK_IN_REFUSALS = ("ticket_not_found", "already_checked_in", "ticket_void")
 def check_in(ticket_code: str) -> CheckIn:
     if not TICKET_CODE.fullmatch(ticket_code):
         raise Refusal("ticket_not_found")
-    result = db.call("check_in_ticket", ticket_code)
+    result = db.call("check_in_ticket", ticket_code, uuid.uuid4())
     if result["outcome"] == "already_checked_in":
         # The first scan's time, in the same form as the admitted answer gave it.
         raise Refusal("already_checked_in", checked_in_at=rfc3339_utc(result["checked_in_at"]))

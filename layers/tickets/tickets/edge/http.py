@@ -23,10 +23,15 @@ from tickets.edge.auth import organizer_verdict
 from tickets.models import ErrorResponse
 from tickets.observability import LambdaHandler, instrumented, logger
 from tickets.refusals import CATALOGUE, COMMON, Refusal, statuses
-from tickets.store.db import StoreUnavailable
+from tickets.store.db import StoreUnavailable, time_budget
 
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_SECONDS = "1"
+# Deeper JSON is refused before parsing: no request of the API nests past a few levels, and the
+# parser's recursion limit (about 1,000) must never be what stops one.
+MAX_JSON_DEPTH = 32
+# Store calls end this long before the function's timeout, leaving time to answer 503.
+ANSWER_MARGIN_SECONDS = 1.5
 
 # The organizer/staff routes' bearer token (checked by the authorizer, tickets.edge.auth).
 ORGANIZER_SCHEME = "organizerToken"
@@ -74,8 +79,19 @@ def refusal_response(refusal: Refusal) -> Response[dict[str, Any]]:
     return json_response(refusal_status(refusal), refusal_body(refusal), refusal_headers(refusal))
 
 
+def _parse_json(text: str) -> Any:
+    """json.loads, with every way it can refuse a body reported as invalid JSON (a number of more
+    than 4,300 digits raises a plain ValueError, which would otherwise be a 500)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from exc
+
+
 def create_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_parse_json)
 
     @app.exception_handler(Refusal)
     def _refused(refusal: Refusal) -> Response[dict[str, Any]]:
@@ -133,6 +149,28 @@ def _body_bytes(event: dict[str, Any]) -> bytes | None:
     return str(body).encode()
 
 
+def _nesting_depth(text: str) -> int:
+    """How deep arrays and objects nest in `text` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _guard_request(event: dict[str, Any]) -> Refusal | None:
     """Checks that come before routing: body size, and a body the JSON parser will see as JSON."""
     raw = _body_bytes(event)
@@ -144,6 +182,9 @@ def _guard_request(event: dict[str, Any]) -> Refusal | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return Refusal("malformed_json")
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _nesting_depth(text) > MAX_JSON_DEPTH:
+        return Refusal("validation_error", details=[{
+            "field": "body", "message": f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "type": "too_deep"}])
     event["body"], event["isBase64Encoded"] = text, False
     # JSON is the only format: a body sent as a form (curl -d without -H) is still read as JSON.
     headers = event.setdefault("headers", {}) or {}
@@ -168,7 +209,11 @@ def http_handler(app: APIGatewayHttpResolver) -> LambdaHandler:
             return {"statusCode": refusal_status(rejection),
                     "headers": {"Content-Type": content_types.APPLICATION_JSON, **refusal_headers(rejection)},
                     "body": json.dumps(refusal_body(rejection), separators=(",", ":")), "isBase64Encoded": False}
-        return app.resolve(event, context)
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining_ms is None:
+            return app.resolve(event, context)
+        with time_budget(remaining_ms() / 1000 - ANSWER_MARGIN_SECONDS):
+            return app.resolve(event, context)
 
     return instrumented(handler)
 

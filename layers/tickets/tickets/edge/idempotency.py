@@ -1,13 +1,16 @@
 """Retry deduplication with the Powertools idempotency utility on DynamoDB.
 
-A request is keyed on its route (method and path) and its Idempotency-Key header, and its
-body is validated against the first one. The stored result is the whole response, status and
-body, a 4xx included; a 5xx is raised instead, so Powertools deletes the record and a retry
-runs again.
+A request is keyed on its route (method and path), its Idempotency-Key header and who sent it
+(the buyer, or the reservation secret), so that nobody replays another caller's answer by
+sending the same key; its body is validated against the first one. The stored result is the whole response, status and
+body, a 4xx included; a 5xx or a request_in_progress is raised instead, so Powertools deletes
+the record and a retry runs again. The operation is given the key too: the database keys its
+writes by it, so a retry that runs again (the record lost to a fault) never does the work twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +36,7 @@ IDEMPOTENT_REFUSALS = ("idempotency_key_required", "invalid_idempotency_key", "i
                        "request_in_progress")
 
 config = IdempotencyConfig(
-    event_key_jmespath="[route, idempotency_key]",
+    event_key_jmespath="[route, idempotency_key, caller]",
     payload_validation_jmespath="body",
     raise_on_no_idempotency_key=True,
     expires_after_seconds=RECORD_TTL_SECONDS,
@@ -58,20 +61,21 @@ def idempotency_key(app: APIGatewayHttpResolver, *, required: bool) -> str | Non
     return key
 
 
-def respond_once(app: APIGatewayHttpResolver, *, status: int, operation: Callable[[], BaseModel],
-                 key_required: bool = True) -> Response[dict[str, Any]]:
-    """Runs `operation` once per (route, Idempotency-Key) and returns its response each time."""
+def respond_once(app: APIGatewayHttpResolver, *, status: int, operation: Callable[[str | None], BaseModel],
+                 caller: str, key_required: bool = True) -> Response[dict[str, Any]]:
+    """Runs `operation(key)` once per (route, Idempotency-Key, caller) and returns its response each time."""
+    key = idempotency_key(app, required=key_required)
 
     def stored_response() -> StoredResponse:
         try:
-            return {"status": status, "body": operation().model_dump(mode="json")}
+            return {"status": status, "body": operation(key).model_dump(mode="json")}
         except Refusal as refusal:
-            if refusal_status(refusal) >= 500:
+            # Never kept: the work is unfinished, and its retry must run again.
+            if refusal_status(refusal) >= 500 or refusal.code == "request_in_progress":
                 raise
             return {"status": refusal_status(refusal), "body": refusal_body(refusal),
                     "headers": refusal_headers(refusal)}
 
-    key = idempotency_key(app, required=key_required)
     if key is None:
         stored = stored_response()
     else:
@@ -79,6 +83,7 @@ def respond_once(app: APIGatewayHttpResolver, *, status: int, operation: Callabl
         request = {
             "route": f"{event.request_context.http.method} {event.raw_path}",
             "idempotency_key": key,
+            "caller": hashlib.sha256(caller.encode()).hexdigest(),
             "body": event.json_body if event.body else None,
         }
         config.register_lambda_context(app.lambda_context)

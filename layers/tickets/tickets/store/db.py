@@ -1,11 +1,17 @@
 """The database connection of one execution environment, and the one way Python reaches SQL.
 
-Python calls SQL functions only (`call`, `call_rows`): every rule, read and write lives in
+Python calls SQL functions only (`call`): every rule, read and write lives in
 store/functions/*.sql. One connection per environment, opened on first use and kept across
 invocations (Lambda runs one request at a time per environment); thread-local, so that no two
 threads ever share one. Autocommit: every call of a SQL function is its own transaction, so a
 lock is held for one round trip. prepare_threshold=None and no session SET keep RDS Proxy from
 pinning the connection.
+
+Faults: a call that finds its connection broken (a failover, the proxy's idle timeout) runs once
+more on a fresh connection, which is safe because every SQL function is idempotent for the
+request that calls it (see functions/30_reservations.sql). Every call is bounded by the
+invocation's time budget (`time_budget`): a call still running at the deadline is cancelled and
+reported as StoreUnavailable, so the function answers 503 before its own timeout.
 
 Where to connect: DATABASE_URL when set (the local stage, the tests); on AWS, DB_HOST (the RDS
 Proxy endpoint), DB_PORT, DB_NAME and DB_USER, signing in with a 15-minute IAM token over TLS
@@ -14,8 +20,10 @@ verified against the public CAs (the proxy's certificate is issued by Amazon's p
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +39,10 @@ from tickets.settings import settings
 _environment = threading.local()
 
 CONNECT_TIMEOUT_SECONDS = 5
+# libpq's shortest connect timeout.
+MIN_CONNECT_TIMEOUT_SECONDS = 2
+# The monotonic time by which the current invocation's store calls must have ended; None: unbounded.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("store_deadline", default=None)
 
 
 class StoreUnavailable(Exception):
@@ -59,14 +71,36 @@ def conninfo() -> str:
                          password=token, sslmode="verify-full", sslrootcert=certifi.where())
 
 
+@contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Bounds every store call made inside it to end within `seconds` from now."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _seconds_left() -> float | None:
+    deadline = _deadline.get()
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise StoreUnavailable("the invocation's time budget is spent")
+    return left
+
+
 def _connect() -> psycopg.Connection[dict[str, Any]]:
+    left = _seconds_left()
+    timeout = CONNECT_TIMEOUT_SECONDS if left is None else max(MIN_CONNECT_TIMEOUT_SECONDS, min(left, 5))
     try:
         return psycopg.connect(
             conninfo(),
             autocommit=True,
             prepare_threshold=None,
             row_factory=dict_row,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            connect_timeout=int(timeout),
             application_name=settings().function_name,
         )
     except psycopg.OperationalError as exc:
@@ -81,16 +115,28 @@ def connection() -> psycopg.Connection[dict[str, Any]]:
     return conn
 
 
+def _drop_if_broken(conn: psycopg.Connection[dict[str, Any]]) -> bool:
+    if conn.broken or conn.closed:
+        _environment.connection = None
+        return True
+    return False
+
+
 @contextmanager
-def database() -> Iterator[psycopg.Connection[dict[str, Any]]]:
-    """The connection, with a lost database reported as StoreUnavailable and the broken connection dropped."""
-    conn = connection()
+def _cancelled_at_deadline(conn: psycopg.Connection[dict[str, Any]]) -> Iterator[None]:
+    """Cancels the statement running on `conn` when the time budget ends (no session SET:
+    statement_timeout stays on the role, as a backstop)."""
+    left = _seconds_left()
+    if left is None:
+        yield
+        return
+    timer = threading.Timer(left, conn.cancel_safe)
+    timer.daemon = True
+    timer.start()
     try:
-        yield conn
-    except psycopg.OperationalError as exc:
-        if conn.broken or conn.closed:
-            _environment.connection = None
-        raise StoreUnavailable(str(exc)) from exc
+        yield
+    finally:
+        timer.cancel()
 
 
 def _function_call(function: str, params: tuple[Any, ...]) -> sql.Composed:
@@ -103,8 +149,24 @@ def call(function: str, *params: Any) -> Any:
 
     A dict argument is passed as jsonb."""
     params = tuple(Jsonb(param) if isinstance(param, dict) else param for param in params)
-    with database() as conn:
-        row = conn.execute(sql.SQL("SELECT {} AS result").format(_function_call(function, params)),
-                           params).fetchone()
-    assert row is not None
-    return row["result"]
+    statement = sql.SQL("SELECT {} AS result").format(_function_call(function, params))
+    for attempt in (1, 2):
+        conn = connection()
+        try:
+            with _cancelled_at_deadline(conn):
+                row = conn.execute(statement, params).fetchone()
+        except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
+            raise StoreUnavailable(f"{function}: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            # A connection found broken is retried once, fresh; anything else is the store's answer.
+            if _drop_if_broken(conn) and attempt == 1:
+                continue
+            raise StoreUnavailable(f"{function}: {exc}") from exc
+        except psycopg.errors.UniqueViolation:
+            # Two runs of one request raced past its key's check; run again, the winner's row answers.
+            if attempt == 1:
+                continue
+            raise
+        assert row is not None
+        return row["result"]
+    raise AssertionError("unreachable")

@@ -8,10 +8,11 @@
 -- Duties of every caller, so that nothing can deadlock:
 --   * Take locks in this order, never the other way round:
 --       1. the buyer's transaction-scoped advisory lock (reserve only, when max_per_customer is set)
---       2. the tier's counter (inventory_take or inventory_lock; one tier per transaction)
---       3. reservation rows of that tier
---     Confirm locks only its reservation row (a hold's seats are already counted, so selling
---     moves no counter) and check-in only its ticket row.
+--       2. the source address's transaction-scoped advisory lock (reserve only, when max_holds_per_ip is set)
+--       3. the tier's counter (inventory_take or inventory_lock; one tier per transaction)
+--       4. reservation rows of that tier
+--     Confirm locks only its reservation row, then its payment intent (a hold's seats are already
+--     counted, so selling moves no counter), and check-in only its ticket row.
 --   * Run as one statement in autocommit mode, so that a lock is held for one database round
 --     trip: the client never talks between lock and commit.
 --   * Set lock_timeout on the function (never a session SET: that pins RDS Proxy connections).

@@ -12,6 +12,7 @@ LANGUAGE sql VOLATILE AS $$
         'currency', e.currency,
         'hold_seconds', e.hold_seconds,
         'max_per_customer', e.max_per_customer,
+        'max_holds_per_ip', e.max_holds_per_ip,
         'sales_start_at', e.sales_start_at,
         'sales_end_at', e.sales_end_at,
         'created_at', e.created_at,
@@ -52,9 +53,10 @@ DECLARE
     v_tier     record;
 BEGIN
     INSERT INTO events (event_id, name, venue, starts_at, currency, hold_seconds, max_per_customer,
-                        sales_start_at, sales_end_at)
+                        max_holds_per_ip, sales_start_at, sales_end_at)
     VALUES (v_event_id, p_event->>'name', p_event->>'venue', (p_event->>'starts_at')::timestamptz,
             p_event->>'currency', (p_event->>'hold_seconds')::integer, (p_event->>'max_per_customer')::integer,
+            (p_event->>'max_holds_per_ip')::integer,
             (p_event->>'sales_start_at')::timestamptz, (p_event->>'sales_end_at')::timestamptz)
     ON CONFLICT (event_id) DO NOTHING;
     IF NOT FOUND THEN

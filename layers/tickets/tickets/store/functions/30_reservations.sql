@@ -2,12 +2,37 @@
 -- Each function returns {"outcome": ...}: a success word, or a refusal code of the catalogue
 -- (tickets/refusals.py) with the fields that qualify it. Capacity goes through 10_inventory.sql.
 
--- Reserve: validation, the per-customer limit, the inventory and the hold, in one transaction.
--- Returns {"outcome": "held", "reservation": {...}} or a refusal.
+-- Signatures replaced by this file's current ones (a function's argument list is part of its name).
+DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, uuid);
+DROP FUNCTION IF EXISTS reservation_read(uuid);
+DROP FUNCTION IF EXISTS cancel_reservation(uuid);
+DROP FUNCTION IF EXISTS claim_payment(uuid, text, integer);
+DROP FUNCTION IF EXISTS release_payment_claim(uuid, text, text);
+DROP FUNCTION IF EXISTS confirm_reservation(uuid, text, bigint);
+
+-- A reservation the caller may act on: the id and its secret must both match; NULL otherwise
+-- (an unknown id and a wrong secret look the same).
+CREATE OR REPLACE FUNCTION reservation_of_holder(p_reservation_id uuid, p_secret text) RETURNS reservations
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM reservations WHERE reservation_id = p_reservation_id AND reservation_secret = p_secret
+$$;
+
+-- A hold as reserve answers it: the reservation and, for its holder only, the secret.
+CREATE OR REPLACE FUNCTION hold_json(r reservations) RETURNS jsonb
+LANGUAGE sql VOLATILE AS $$
+    SELECT jsonb_build_object('outcome', 'held',
+                              'reservation', reservation_json(r) || jsonb_build_object('reservation_secret', r.reservation_secret))
+$$;
+
+-- Reserve: validation, the per-customer and per-address limits, the inventory and the hold, in
+-- one transaction. Returns {"outcome": "held", "reservation": {...}} or a refusal.
+-- A request_key already used by a hold answers that hold again (a retry after a fault holds its
+-- seats once), or idempotency_key_reused when the request differs.
 CREATE OR REPLACE FUNCTION reserve_seats(
-    p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_reservation_id uuid
+    p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_address text,
+    p_reservation_id uuid, p_secret text, p_request_key text
 ) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 DECLARE
     v_event     events%ROWTYPE;
     v_tier      tiers%ROWTYPE;
@@ -16,6 +41,17 @@ DECLARE
     v_now       timestamptz;
     v_held      reservations%ROWTYPE;
 BEGIN
+    IF p_request_key IS NOT NULL THEN
+        SELECT * INTO v_held FROM reservations WHERE request_key = p_request_key;
+        IF FOUND THEN
+            IF v_held.event_id = p_event_id AND v_held.quantity = p_quantity
+               AND (p_tier_id IS NULL OR v_held.tier_id = p_tier_id) THEN
+                RETURN hold_json(v_held);
+            END IF;
+            RETURN jsonb_build_object('outcome', 'idempotency_key_reused');
+        END IF;
+    END IF;
+
     SELECT * INTO v_event FROM events WHERE event_id = p_event_id;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'event_not_found');
@@ -62,6 +98,16 @@ BEGIN
                                       'remaining', greatest(v_event.max_per_customer - v_owned, 0));
         END IF;
     END IF;
+    IF v_event.max_holds_per_ip IS NOT NULL THEN
+        -- As above, per source address: rotating X-Device-Id does not get round it.
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_event_id::text || '/address/' || p_address, 0));
+        IF (SELECT count(*) FROM reservations
+            WHERE event_id = p_event_id AND client_address = p_address AND status = 'held'
+              AND NOT hold_lapsed(expires_at)) >= v_event.max_holds_per_ip THEN
+            RETURN jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_holds_per_ip',
+                                      'max_holds_per_ip', v_event.max_holds_per_ip);
+        END IF;
+    END IF;
 
     v_free := inventory_take(v_tier.tier_id, p_quantity);
     IF v_free < p_quantity THEN
@@ -71,30 +117,33 @@ BEGIN
 
     v_now := clock_timestamp();
     INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
-                              customer_fingerprint, total_amount, currency, created_at, expires_at)
+                              customer_fingerprint, client_address, reservation_secret, request_key,
+                              total_amount, currency, created_at, expires_at)
     VALUES (p_reservation_id, next_booking_reference(), p_event_id, v_tier.tier_id, p_quantity, 'held',
-            p_customer, v_tier.price * p_quantity, v_event.currency, v_now,
+            p_customer, p_address, p_secret, p_request_key, v_tier.price * p_quantity, v_event.currency, v_now,
             v_now + make_interval(secs => v_event.hold_seconds))
     RETURNING * INTO v_held;
-    RETURN jsonb_build_object('outcome', 'held', 'reservation', reservation_json(v_held));
+    RETURN hold_json(v_held);
 END
 $$;
 
--- A reservation as the API shows it; NULL when there is none.
-CREATE OR REPLACE FUNCTION reservation_read(p_reservation_id uuid) RETURNS jsonb
+-- A reservation as its holder sees it; NULL when the id or the secret does not match.
+CREATE OR REPLACE FUNCTION reservation_read(p_reservation_id uuid, p_secret text) RETURNS jsonb
 LANGUAGE sql VOLATILE AS $$
-    SELECT reservation_json(r) FROM reservations r WHERE r.reservation_id = p_reservation_id
+    SELECT reservation_json(r) FROM reservations r
+    WHERE r.reservation_id = p_reservation_id AND r.reservation_secret = p_secret
 $$;
 
 -- Cancel: a live hold becomes 'cancelled' and its seats are free at once; cancelling a
 -- cancelled reservation returns it again ("cancelled").
-CREATE OR REPLACE FUNCTION cancel_reservation(p_reservation_id uuid) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+CREATE OR REPLACE FUNCTION cancel_reservation(p_reservation_id uuid, p_secret text) RETURNS jsonb
+LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 DECLARE
     v_tier_id uuid;
     v_row     reservations%ROWTYPE;
 BEGIN
-    SELECT tier_id INTO v_tier_id FROM reservations WHERE reservation_id = p_reservation_id;
+    SELECT tier_id INTO v_tier_id FROM reservations WHERE reservation_id = p_reservation_id
+                                                      AND reservation_secret = p_secret;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'reservation_not_found');
     END IF;
@@ -114,66 +163,106 @@ BEGIN
 END
 $$;
 
--- Confirm, step 1: a lease on the live hold before charging, so that overlapping confirms
--- under different Idempotency-Keys do not both charge. A confirm that dies mid-charge frees
--- the hold when the lease ends. Returns {"outcome": "claimed"}, "payment_in_progress", or a refusal.
-CREATE OR REPLACE FUNCTION claim_payment(p_reservation_id uuid, p_claim text, p_lease_seconds integer) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+-- Confirm, step 1, before charging: a lease on the live hold for p_claim (the confirm request)
+-- and a pending payment intent under p_intent_key (the provider's idempotency key). Overlapping
+-- confirms under other claims get request_in_progress instead of a second charge; the same
+-- claim resumes its lease (a retry after a fault), and a claim that already sold answers "sold"
+-- again. A confirm that dies mid-charge frees the hold when the lease ends; the reconciliation
+-- settles its intent. Returns {"outcome": "claimed" | "sold", "reservation": ...} or a refusal.
+CREATE OR REPLACE FUNCTION claim_payment(
+    p_reservation_id uuid, p_secret text, p_claim text, p_lease_seconds integer, p_intent_key text
+) RETURNS jsonb
+LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 DECLARE
     v_row reservations%ROWTYPE;
 BEGIN
-    UPDATE reservations
-    SET payment_claim = p_claim, payment_claim_until = clock_timestamp() + make_interval(secs => p_lease_seconds)
-    WHERE reservation_id = p_reservation_id AND status = 'held' AND NOT hold_lapsed(expires_at)
-      AND (payment_claim_until IS NULL OR payment_claim_until <= clock_timestamp())
-    RETURNING * INTO v_row;
-    IF FOUND THEN
-        RETURN jsonb_build_object('outcome', 'claimed', 'reservation', reservation_json(v_row));
-    END IF;
-    SELECT * INTO v_row FROM reservations WHERE reservation_id = p_reservation_id;
+    SELECT * INTO v_row FROM reservations
+    WHERE reservation_id = p_reservation_id AND reservation_secret = p_secret FOR UPDATE;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'reservation_not_found');
     END IF;
-    IF effective_status(v_row.status, v_row.expires_at) = 'held' THEN
+    IF v_row.status = 'confirmed' AND v_row.payment_claim = p_claim THEN
+        RETURN jsonb_build_object('outcome', 'sold', 'reservation', reservation_json(v_row));
+    END IF;
+    IF effective_status(v_row.status, v_row.expires_at) <> 'held' THEN
+        RETURN reservation_refusal(v_row);
+    END IF;
+    IF v_row.payment_claim_until > clock_timestamp() AND v_row.payment_claim IS DISTINCT FROM p_claim THEN
         RETURN jsonb_build_object('outcome', 'request_in_progress');
     END IF;
-    RETURN reservation_refusal(v_row);
+    UPDATE reservations
+    SET payment_claim = p_claim, payment_claim_until = clock_timestamp() + make_interval(secs => p_lease_seconds)
+    WHERE reservation_id = p_reservation_id
+    RETURNING * INTO v_row;
+    INSERT INTO payment_intents (intent_key, reservation_id, claim, amount, currency, status, settle_after)
+    VALUES (p_intent_key, p_reservation_id, p_claim, v_row.total_amount, v_row.currency, 'pending',
+            v_row.payment_claim_until)
+    ON CONFLICT (intent_key) DO UPDATE
+        SET claim = excluded.claim, settle_after = excluded.settle_after, status = 'pending', settled_at = NULL
+        WHERE payment_intents.status <> 'captured';
+    RETURN jsonb_build_object('outcome', 'claimed', 'reservation', reservation_json(v_row));
 END
 $$;
 
--- Ends a claim whose charge did not go through (declined: payment_status 'failed'; provider error: unchanged).
-CREATE OR REPLACE FUNCTION release_payment_claim(p_reservation_id uuid, p_claim text, p_payment_status text)
-RETURNS void
-LANGUAGE sql AS $$
+-- Settles an intent that charged nothing ('declined' by the provider, or 'failed': the provider
+-- failed, or reconciliation learnt it never charged) and ends its claim on the hold; a declined
+-- payment marks the reservation's payment_status 'failed'. With p_only_if_lapsed (reconciliation),
+-- an intent whose confirm renewed its lease in the meantime is left alone. Returns true when settled.
+CREATE OR REPLACE FUNCTION release_payment_claim(
+    p_reservation_id uuid, p_claim text, p_intent_key text, p_outcome text, p_only_if_lapsed boolean
+) RETURNS boolean
+LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
+BEGIN
+    UPDATE payment_intents SET status = p_outcome, settled_at = clock_timestamp()
+    WHERE intent_key = p_intent_key AND status = 'pending' AND claim = p_claim
+      AND (NOT p_only_if_lapsed OR settle_after <= clock_timestamp());
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
     UPDATE reservations
     SET payment_claim = NULL, payment_claim_until = NULL,
-        payment_status = coalesce(p_payment_status, payment_status)
-    WHERE reservation_id = p_reservation_id AND payment_claim = p_claim AND status = 'held'
+        payment_status = CASE WHEN p_outcome = 'declined' THEN 'failed' ELSE payment_status END
+    WHERE reservation_id = p_reservation_id AND payment_claim = p_claim AND status = 'held';
+    RETURN true;
+END
 $$;
 
--- Confirm, step 2, after the payment was captured: the live hold becomes 'confirmed' with its
--- tickets, or, when the hold is no longer live, the payment is recorded as refund_due and
--- nothing is sold. Returns {"outcome": "sold", ...} or a refusal with the reservation.
+-- Confirm, step 2, after the provider captured p_transaction_id for the intent: the live hold
+-- becomes 'confirmed' with its tickets, or, when the hold is no longer live, the payment is
+-- recorded as refund_due, nothing is sold, and the answer carries "refund" for the caller to
+-- send. Safe to run twice for one intent (a retry, or reconciliation beside a retry): the
+-- second run answers as the first ended. Returns {"outcome": "sold", ...} or a refusal.
 CREATE OR REPLACE FUNCTION confirm_reservation(
-    p_reservation_id uuid, p_transaction_id text, p_amount bigint
+    p_reservation_id uuid, p_claim text, p_intent_key text, p_transaction_id text, p_amount bigint
 ) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 DECLARE
-    v_row reservations%ROWTYPE;
+    v_row    reservations%ROWTYPE;
+    v_intent payment_intents%ROWTYPE;
 BEGIN
     SELECT * INTO v_row FROM reservations WHERE reservation_id = p_reservation_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'reservation_not_found');
     END IF;
+    SELECT * INTO v_intent FROM payment_intents WHERE intent_key = p_intent_key FOR UPDATE;
+    IF v_intent.status = 'captured' THEN
+        IF v_row.status = 'confirmed' AND v_row.payment_claim = p_claim THEN
+            RETURN jsonb_build_object('outcome', 'sold', 'reservation', reservation_json(v_row));
+        END IF;
+        RETURN reservation_refusal(v_row);
+    END IF;
+    UPDATE payment_intents SET status = 'captured', transaction_id = p_transaction_id, settled_at = clock_timestamp()
+    WHERE intent_key = p_intent_key;
+
     IF effective_status(v_row.status, v_row.expires_at) <> 'held' THEN
-        -- The same provider transaction may already be recorded: it confirmed this very
-        -- reservation (a concurrent confirm with the same token), or another loser noted it.
         INSERT INTO payments (transaction_id, reservation_id, amount, currency, status)
         VALUES (p_transaction_id, p_reservation_id, p_amount, v_row.currency, 'refund_due')
         ON CONFLICT (transaction_id) DO NOTHING;
-        RETURN reservation_refusal(v_row);
+        RETURN reservation_refusal(v_row) || jsonb_build_object(
+            'refund', jsonb_build_object('transaction_id', p_transaction_id, 'amount', p_amount));
     END IF;
-    UPDATE reservations SET status = 'confirmed', confirmed_at = clock_timestamp(), payment_status = 'captured'
+    UPDATE reservations SET status = 'confirmed', confirmed_at = clock_timestamp(), payment_status = 'captured',
+                            payment_claim = p_claim, payment_claim_until = NULL
     WHERE reservation_id = p_reservation_id RETURNING * INTO v_row;
     INSERT INTO payments (transaction_id, reservation_id, amount, currency, status)
     VALUES (p_transaction_id, p_reservation_id, p_amount, v_row.currency, 'captured');
@@ -185,9 +274,31 @@ BEGIN
 END
 $$;
 
--- A refund_due payment the provider has refunded.
+-- A refund_due payment the provider has refunded; its reservation then says so.
 CREATE OR REPLACE FUNCTION record_refund(p_transaction_id text) RETURNS void
 LANGUAGE sql AS $$
-    UPDATE payments SET status = 'refunded', refunded_at = clock_timestamp()
-    WHERE transaction_id = p_transaction_id AND status = 'refund_due'
+    WITH refunded AS (
+        UPDATE payments SET status = 'refunded', refunded_at = clock_timestamp()
+        WHERE transaction_id = p_transaction_id AND status = 'refund_due'
+        RETURNING reservation_id
+    )
+    UPDATE reservations r SET payment_status = 'refunded', refunded_at = clock_timestamp()
+    FROM refunded WHERE r.reservation_id = refunded.reservation_id AND r.status <> 'confirmed'
+$$;
+
+-- Reconciliation's work list: intents still pending after their confirm's lease ended, and
+-- refunds not yet sent; oldest first, at most p_limit of each.
+CREATE OR REPLACE FUNCTION payments_to_settle(p_limit integer) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'intents', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'intent_key', i.intent_key, 'reservation_id', i.reservation_id, 'claim', i.claim,
+                        'amount', i.amount) ORDER BY i.settle_after), '[]'::jsonb)
+                    FROM (SELECT * FROM payment_intents
+                          WHERE status = 'pending' AND settle_after <= clock_timestamp()
+                          ORDER BY settle_after LIMIT p_limit) i),
+        'refunds', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'transaction_id', p.transaction_id, 'amount', p.amount) ORDER BY p.created_at), '[]'::jsonb)
+                    FROM (SELECT * FROM payments WHERE status = 'refund_due'
+                          ORDER BY created_at LIMIT p_limit) p))
 $$;
