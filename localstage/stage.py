@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from localstage.dynamodb import LocalDynamoDB
 from localstage.lambda_runtime import LAYER_PATH, ROOT, ensure_layer_on_path, scheduled_event
@@ -169,17 +170,13 @@ def apply_schema(database_url: str) -> list[str]:
 
 def seed_demo_event(database_url: str) -> bool:
     """The demo event of the sample events (events/*.json); True when it was inserted now."""
-    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
-        inserted = conn.execute(
-            "INSERT INTO events (event_id, name, venue, starts_at, currency, hold_seconds)"
-            " VALUES (%s, 'Demo Night', 'Local Stage', '2030-01-01T20:00:00Z', 'EUR', 600)"
-            " ON CONFLICT DO NOTHING", (DEMO_EVENT_ID,)).rowcount
-        conn.execute(
-            "INSERT INTO tiers (tier_id, event_id, position, name, capacity, price, max_per_order)"
-            " VALUES (%s, %s, 0, 'General', 100, 2500, 10) ON CONFLICT DO NOTHING", (DEMO_TIER_ID, DEMO_EVENT_ID))
-        conn.execute("INSERT INTO tier_inventory (tier_id, capacity) VALUES (%s, 100) ON CONFLICT DO NOTHING",
-                     (DEMO_TIER_ID,))
-    return inserted == 1
+    demo = {"event_id": DEMO_EVENT_ID, "name": "Demo Night", "venue": "Local Stage",
+            "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR", "hold_seconds": 600,
+            "tiers": [{"tier_id": DEMO_TIER_ID, "name": "General", "capacity": 100, "price": 2500,
+                       "max_per_order": 10}]}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT create_event(%s)->>'outcome'", (Jsonb(demo),)).fetchone()
+    return row is not None and row[0] == "created"
 
 
 # ---------------------------------------------------------------------------------------------

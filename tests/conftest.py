@@ -35,7 +35,8 @@ os.environ.update({
 ensure_layer_on_path()
 
 
-TABLES = "tickets, payment_intents, payments, reservations, tier_inventory, tiers, events"
+TABLES = ("tickets, payment_intents, payments, reservations, quota_tiers, counter_shares, counters, quotas, tiers,"
+          " events")
 
 
 @pytest.fixture(scope="session")

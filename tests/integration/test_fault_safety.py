@@ -156,7 +156,7 @@ def test_dropped_connections_are_reopened_not_answered_503(api: Api, key: str, d
 def test_a_locked_counter_answers_503_and_changes_nothing(api: Api, key: str, db: Any, database_url: str) -> None:
     event = api.create_event()
     tier_id = event["tiers"][0]["tier_id"]
-    with locked(database_url, f"SELECT * FROM tier_inventory WHERE tier_id = '{tier_id}' FOR UPDATE"):
+    with locked(database_url, f"SELECT * FROM counter_shares WHERE counter_id = '{tier_id}' FOR UPDATE"):
         assert_unavailable(api.reserve(event["event_id"], 1, key=key))
         assert api.request("GET", f"/events/{event['event_id']}/availability").status == 200  # reads do not wait
     assert db.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0

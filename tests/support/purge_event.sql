@@ -8,7 +8,9 @@
 --   payments       -> reservations
 --   payment_intents -> reservations
 --   reservations   -> events, tiers
---   tier_inventory -> tiers
+--   counters, counter_shares: one per tier and quota (counter_id = tier_id or quota_id)
+--   quota_tiers    -> quotas, tiers
+--   quotas         -> events
 --   tiers          -> events
 -- An unknown event id deletes nothing. A missing event_id variable is an error (ON_ERROR_STOP).
 -- The DynamoDB idempotency records of the event's requests are left to their TTL.
@@ -35,8 +37,18 @@ WHERE reservation_id IN (SELECT reservation_id FROM purge_reservations);
 DELETE FROM reservations
 WHERE reservation_id IN (SELECT reservation_id FROM purge_reservations);
 
-DELETE FROM tier_inventory
-WHERE tier_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id');
+DELETE FROM quota_tiers
+WHERE quota_id IN (SELECT quota_id FROM quotas WHERE event_id = :'event_id');
+
+DELETE FROM counter_shares
+WHERE counter_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id'
+                     UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id');
+
+DELETE FROM counters
+WHERE counter_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id'
+                     UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id');
+
+DELETE FROM quotas WHERE event_id = :'event_id';
 
 DELETE FROM tiers WHERE event_id = :'event_id';
 

@@ -66,6 +66,12 @@ class TierCreate(RequestModel):
     max_per_order: Annotated[StrictInt, Field(ge=1, le=100)] = 10
 
 
+class QuotaCreate(RequestModel):
+    name: Name
+    capacity: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    tiers: Annotated[list[Name], Field(min_length=1, max_length=20, description="Names of this request's tiers")]
+
+
 class EventCreate(RequestModel):
     name: Name
     venue: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] | None = None
@@ -78,12 +84,24 @@ class EventCreate(RequestModel):
     sales_start_at: Moment | None = None
     sales_end_at: Moment | None = None
     tiers: Annotated[list[TierCreate], Field(min_length=1, max_length=20)]
+    quotas: Annotated[list[QuotaCreate], Field(
+        max_length=20, description="Capacity shared by several tiers; the smaller of a tier's and a quota's binds",
+    )] = []
 
     @model_validator(mode="after")
     def _tier_names_are_unique(self) -> EventCreate:
         names = [tier.name for tier in self.tiers]
         if len(set(names)) != len(names):
             raise ValueError("tier names must be unique within the event")
+        return self
+
+    @model_validator(mode="after")
+    def _quotas_name_known_tiers(self) -> EventCreate:
+        names = {tier.name for tier in self.tiers}
+        for quota in self.quotas:
+            unknown = sorted(set(quota.tiers) - names)
+            if unknown:
+                raise ValueError(f"quota {quota.name!r} names unknown tiers: {', '.join(unknown)}")
         return self
 
     @model_validator(mode="after")
@@ -114,6 +132,13 @@ class Tier(ResponseModel):
     available_seats: int
 
 
+class Quota(ResponseModel):
+    quota_id: UUID
+    name: str
+    capacity: int
+    tier_ids: list[UUID]
+
+
 class Event(ResponseModel):
     event_id: UUID
     name: str
@@ -127,6 +152,7 @@ class Event(ResponseModel):
     sales_end_at: UtcDateTime | None
     created_at: UtcDateTime
     tiers: list[Tier]
+    quotas: list[Quota] = []
 
 
 class TierAvailability(ResponseModel):
@@ -138,11 +164,19 @@ class TierAvailability(ResponseModel):
     max_per_order: int
 
 
+class QuotaAvailability(ResponseModel):
+    quota_id: UUID
+    name: str
+    capacity: int
+    available_seats: int
+
+
 class Availability(ResponseModel):
     event_id: UUID
     available: bool
     available_seats: int
     tiers: list[TierAvailability]
+    quotas: list[QuotaAvailability] = []
 
 
 class Ticket(ResponseModel):

@@ -23,6 +23,8 @@ def create_event(request: EventCreate, *, event_id: uuid.UUID | None = None,
     payload["event_id"] = str(event_id or uuid.uuid4())
     for tier, tier_id in zip(payload["tiers"], chosen_tier_ids, strict=True):
         tier["tier_id"] = str(tier_id)
+    for quota in payload["quotas"]:
+        quota["quota_id"] = str(uuid.uuid4())
     result = db.call("create_event", payload)
     return Event.model_validate(result["event"])
 

@@ -52,8 +52,13 @@ def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_ke
     event_uuid = parse_id(event_id, not_found="event_not_found")
     # Scoped to the buyer: another buyer's same key never finds this hold.
     request_key = None if idempotency_key is None else _request_key(event_uuid, buyer.fingerprint, idempotency_key)
-    result = db.call("reserve_seats", event_uuid, request.tier_id, request.quantity, buyer.fingerprint,
-                     buyer.address, uuid.uuid4(), secrets.token_urlsafe(24), request_key)
+    attempt = (event_uuid, request.tier_id, request.quantity, buyer.fingerprint, buyer.address, uuid.uuid4(),
+               secrets.token_urlsafe(24), request_key)
+    result = db.call("reserve_seats", *attempt)
+    if result.get("available_seats", 0) >= request.quantity:
+        # Only lapsed holds stood in the way (a lapsed hold never blocks a sale): reclaim, ask again.
+        db.call("reclaim_lapsed_for_tier", uuid.UUID(result["tier_id"]))
+        result = db.call("reserve_seats", *attempt)
     if result["outcome"] != "held":
         if result["outcome"] in ("sold_out", "insufficient_inventory"):
             count("SoldOut")

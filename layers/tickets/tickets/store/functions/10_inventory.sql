@@ -1,77 +1,270 @@
--- Capacity rules, written down in one place: the inventory counters and the duties of their callers.
+-- Capacity rules, written down in one place: the counters, their shares, and the duties of their callers.
 --
--- Invariant: tier_inventory.seats_taken = sum(quantity) of the tier's reservations that are
--- 'confirmed' or 'held' (a lapsed hold included, until it is reclaimed), and a CHECK keeps it
--- within capacity, so no interleaving can oversell. Only the inventory_* functions below touch
--- tier_inventory.
+-- A counter is one capacity: a tier's, or a quota's (several tiers of one event counted
+-- together). Every seat held or sold counts against its tier's counter and against the counter
+-- of every quota that holds the tier.
+--
+-- Invariant: for every counter, sum(free) over its shares = capacity - seats of the reservations
+-- in its tiers that are 'confirmed' or 'held' (a lapsed hold included, until it is reclaimed);
+-- free >= 0 is a CHECK, so no interleaving can oversell. Only the functions of this file write
+-- counters and counter_shares.
+--
+-- Why shares: one row per counter makes every reserve of a hot tier queue on one row lock, held
+-- until the commit's WAL flush. A counter is spread over `shares` rows (a small one stays one
+-- row; see counter_share_count), and a reserve takes its seats from one share:
+--   1. fast: a share that has the seats and is not locked (FOR UPDATE SKIP LOCKED), from a
+--      random starting point, so concurrent reserves spread over the shares without waiting;
+--   2. busy: when every share that has the seats is locked, wait on ONE of them (random), and
+--      take the seats if it still has them after the wait. The wait runs in a subtransaction
+--      that is rolled back when the share was drained meanwhile, so a failed wait holds no lock;
+--   3. all: only when no single share has the seats, lock all the counter's shares in share
+--      order, take the seats across them if their sum has them, and re-balance what is left
+--      into as few shares as keep about REBALANCE_CHUNK seats each (near sell-out this keeps
+--      step 1 working instead of sending every reserve to step 3).
+-- Never "all shares are busy, so refuse" nor "all shares are busy, so lock all of them": step 3
+-- is taken only when the seats are spread too thin for one share, and then it sees every share,
+-- so a reserve is refused only when the counter really lacks the seats.
 --
 -- Duties of every caller, so that nothing can deadlock:
 --   * Take locks in this order, never the other way round:
---       1. the buyer's transaction-scoped advisory lock (reserve only, when max_per_customer is set)
---       2. the source address's transaction-scoped advisory lock (reserve only, when max_holds_per_ip is set)
---       3. the tier's counter (inventory_take or inventory_lock; one tier per transaction)
---       4. reservation rows of that tier
---     Confirm locks only its reservation row, then its payment intent (a hold's seats are already
---     counted, so selling moves no counter), and check-in only its ticket row.
+--       1. the buyer's, then the source address's transaction-scoped advisory lock (reserve,
+--          when max_per_customer / max_holds_per_ip is set)
+--       2. reservation rows (cancel, expiry, reclaim; confirm locks its row, then its payment intent)
+--       3. counter shares, counter by counter in ascending counter_id (tier_counters gives the
+--          order); within a counter, one share at a time while holding none of its others
+--          (steps 1-2), or all of them in share order (step 3).
+--     Reserve takes 1 then 3 and never locks another reservation's row; cancel, expiry and reclaim
+--     take 2 then 3; check-in locks only its ticket row.
 --   * Run as one statement in autocommit mode, so that a lock is held for one database round
---     trip: the client never talks between lock and commit.
+--     trip: the client never talks between lock and commit. Within reserve, everything that needs
+--     no lock (validation, the reservation row, its booking reference and JSON) is done before
+--     the first share is locked, so the locks cover the counter changes and the commit.
 --   * Set lock_timeout on the function (never a session SET: that pins RDS Proxy connections).
 
--- A tier's counter, created with the tier.
-CREATE OR REPLACE FUNCTION inventory_create(p_tier_id uuid, p_capacity integer) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO tier_inventory (tier_id, capacity) VALUES (p_tier_id, p_capacity)
+DROP FUNCTION IF EXISTS inventory_create(uuid, integer);
+DROP FUNCTION IF EXISTS inventory_available(uuid);
+DROP FUNCTION IF EXISTS inventory_take(uuid, integer);
+DROP FUNCTION IF EXISTS inventory_lock(uuid);
+DROP FUNCTION IF EXISTS inventory_release(uuid, integer);
+
+-- How many shares a counter of this capacity gets: one per 32 seats, at most 64 (about the
+-- concurrency one hot tier meets per database), so that a tier under 64 seats stays one row.
+CREATE OR REPLACE FUNCTION counter_share_count(p_capacity integer) RETURNS smallint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT greatest(1, least(64, p_capacity / 32))::smallint
 $$;
 
--- Seats a buyer could have right now: capacity less seats taken, plus lapsed holds not yet reclaimed.
-CREATE OR REPLACE FUNCTION inventory_available(p_tier_id uuid) RETURNS integer
-LANGUAGE sql VOLATILE AS $$
-    SELECT i.capacity - i.seats_taken + coalesce((
-        SELECT sum(r.quantity)::integer FROM reservations r
-        WHERE r.tier_id = p_tier_id AND r.status = 'held' AND hold_lapsed(r.expires_at)
-    ), 0)
-    FROM tier_inventory i WHERE i.tier_id = p_tier_id
-$$;
-
--- Locks the tier's counter and takes p_quantity seats, first reclaiming the tier's lapsed holds
--- when too few seats are free (a lapsed hold never blocks a sale). Returns the seats that were
--- free: >= p_quantity means they were taken.
-CREATE OR REPLACE FUNCTION inventory_take(p_tier_id uuid, p_quantity integer) RETURNS integer
+-- A counter with its seats spread evenly over its shares.
+CREATE OR REPLACE FUNCTION counter_create(p_counter_id uuid, p_capacity integer) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_free      integer;
-    v_reclaimed integer := 0;
+    v_shares smallint := counter_share_count(p_capacity);
 BEGIN
-    SELECT capacity - seats_taken INTO STRICT v_free
-    FROM tier_inventory WHERE tier_id = p_tier_id FOR UPDATE;
-
-    IF v_free < p_quantity THEN
-        WITH lapsed AS (
-            UPDATE reservations SET status = 'expired', expired_at = clock_timestamp()
-            WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at)
-            RETURNING quantity
-        )
-        SELECT coalesce(sum(quantity), 0) INTO v_reclaimed FROM lapsed;
-        v_free := v_free + v_reclaimed;
-    END IF;
-
-    IF v_free >= p_quantity OR v_reclaimed > 0 THEN
-        UPDATE tier_inventory
-        SET seats_taken = seats_taken - v_reclaimed + CASE WHEN v_free >= p_quantity THEN p_quantity ELSE 0 END
-        WHERE tier_id = p_tier_id;
-    END IF;
-    RETURN v_free;
+    INSERT INTO counters (counter_id, capacity, shares) VALUES (p_counter_id, p_capacity, v_shares);
+    INSERT INTO counter_shares (counter_id, share, free)
+    SELECT p_counter_id, s, p_capacity / v_shares + CASE WHEN s < p_capacity % v_shares THEN 1 ELSE 0 END
+    FROM generate_series(0, v_shares - 1) AS s;
 END
 $$;
 
--- Locks the tier's counter; taken before touching the tier's reservation rows.
-CREATE OR REPLACE FUNCTION inventory_lock(p_tier_id uuid) RETURNS void
-LANGUAGE sql AS $$
-    SELECT 1 FROM tier_inventory WHERE tier_id = p_tier_id FOR UPDATE
+-- The counters a seat of this tier counts against, in lock order: its own and its quotas'.
+CREATE OR REPLACE FUNCTION tier_counters(p_tier_id uuid) RETURNS uuid[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(c ORDER BY c)
+    FROM (SELECT p_tier_id AS c UNION ALL SELECT quota_id FROM quota_tiers WHERE tier_id = p_tier_id) counted
 $$;
 
--- Gives seats back (the caller holds the lock through inventory_lock).
-CREATE OR REPLACE FUNCTION inventory_release(p_tier_id uuid, p_quantity integer) RETURNS void
+-- The tiers a counter counts: the tier itself, or the quota's tiers.
+CREATE OR REPLACE FUNCTION counter_tiers(p_counter_id uuid) RETURNS SETOF uuid
+LANGUAGE sql STABLE AS $$
+    SELECT tier_id FROM tiers WHERE tier_id = p_counter_id
+    UNION ALL
+    SELECT tier_id FROM quota_tiers WHERE quota_id = p_counter_id
+$$;
+
+-- Seats a buyer could have from this counter right now: its free seats, plus those of lapsed
+-- holds not yet reclaimed (a lapsed hold never blocks a sale).
+CREATE OR REPLACE FUNCTION counter_available(p_counter_id uuid) RETURNS integer
+LANGUAGE sql VOLATILE AS $$
+    SELECT (SELECT coalesce(sum(free), 0) FROM counter_shares WHERE counter_id = p_counter_id)::integer
+         + coalesce((SELECT sum(r.quantity) FROM reservations r
+                     WHERE r.tier_id IN (SELECT counter_tiers(p_counter_id))
+                       AND r.status = 'held' AND hold_lapsed(r.expires_at)), 0)::integer
+$$;
+
+-- A tier's available seats: the least of its own counter's and each of its quotas'.
+CREATE OR REPLACE FUNCTION tier_available(p_tier_id uuid) RETURNS integer
+LANGUAGE sql VOLATILE AS $$
+    SELECT min(counter_available(c)) FROM unnest(tier_counters(p_tier_id)) AS c
+$$;
+
+-- Takes p_quantity seats from one counter (steps 1-3 above). Returns the share that now holds
+-- this transaction's lock and can take the seats back (see inventory_take), or NULL when the
+-- counter has fewer free seats than asked (nothing taken).
+CREATE OR REPLACE FUNCTION counter_take(p_counter_id uuid, p_quantity integer) RETURNS smallint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_shares smallint;
+    v_share  smallint;
+    v_start  integer;
+    v_total  integer;
+    v_keep   integer;
+BEGIN
+    SELECT shares INTO STRICT v_shares FROM counters WHERE counter_id = p_counter_id;
+    IF v_shares > 1 THEN
+        FOR attempt IN 1..3 LOOP
+            -- 1. fast: a free share that has the seats, scanning from a random share.
+            v_start := floor(random() * v_shares)::integer;
+            -- (An uncorrelated scalar subquery runs once; a joined one could be rescanned.)
+            UPDATE counter_shares SET free = free - p_quantity
+            WHERE counter_id = p_counter_id
+              AND share = (SELECT share FROM counter_shares
+                           WHERE counter_id = p_counter_id AND free >= p_quantity
+                           ORDER BY (share + v_start) % v_shares
+                           LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING share INTO v_share;
+            IF FOUND THEN
+                RETURN v_share;
+            END IF;
+            -- 2. busy: wait on one share that has the seats, if any has.
+            SELECT share INTO v_share FROM counter_shares
+            WHERE counter_id = p_counter_id AND free >= p_quantity
+            ORDER BY random() LIMIT 1;
+            EXIT WHEN NOT FOUND;
+            BEGIN
+                UPDATE counter_shares SET free = free - p_quantity
+                WHERE counter_id = p_counter_id AND share = v_share AND free >= p_quantity;
+                IF FOUND THEN
+                    RETURN v_share;
+                END IF;
+                -- Drained while we waited: roll the subtransaction back, and with it the lock.
+                RAISE EXCEPTION USING ERRCODE = 'TK001';
+            EXCEPTION WHEN SQLSTATE 'TK001' THEN
+                NULL;
+            END;
+        END LOOP;
+    END IF;
+
+    -- 3. all: every share, in share order.
+    PERFORM 1 FROM counter_shares WHERE counter_id = p_counter_id ORDER BY share FOR UPDATE;
+    SELECT sum(free) INTO v_total FROM counter_shares WHERE counter_id = p_counter_id;
+    IF v_total < p_quantity THEN
+        RETURN NULL;
+    END IF;
+    v_keep := v_total - p_quantity;
+    PERFORM counter_spread(p_counter_id, v_shares, v_keep);
+    RETURN 0;
+END
+$$;
+
+-- Sets a locked counter's free seats to p_free, in as few shares as keep about 32 seats each
+-- (the caller holds every share's lock).
+CREATE OR REPLACE FUNCTION counter_spread(p_counter_id uuid, p_shares smallint, p_free integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_used integer := greatest(1, least(p_shares, p_free / 32));
+BEGIN
+    UPDATE counter_shares
+    SET free = CASE WHEN share < v_used
+                    THEN p_free / v_used + CASE WHEN share < p_free % v_used THEN 1 ELSE 0 END
+                    ELSE 0 END
+    WHERE counter_id = p_counter_id;
+END
+$$;
+
+-- Gives seats back to a counter, to one random share.
+CREATE OR REPLACE FUNCTION counter_release(p_counter_id uuid, p_quantity integer) RETURNS void
 LANGUAGE sql AS $$
-    UPDATE tier_inventory SET seats_taken = seats_taken - p_quantity WHERE tier_id = p_tier_id
+    UPDATE counter_shares SET free = free + p_quantity
+    WHERE counter_id = p_counter_id
+      AND share = (SELECT floor(random() * shares)::smallint FROM counters WHERE counter_id = p_counter_id)
+$$;
+
+-- Takes p_quantity seats of a tier from its counter and its quotas', all or none. Returns true
+-- when taken; false when one counter lacked the seats (what was taken from the others is given
+-- back to the very shares this transaction still holds locked, so nobody saw it gone).
+CREATE OR REPLACE FUNCTION inventory_take(p_tier_id uuid, p_quantity integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_counters uuid[] := tier_counters(p_tier_id);
+    v_shares   smallint[] := '{}';
+    v_share    smallint;
+BEGIN
+    FOR i IN 1..array_length(v_counters, 1) LOOP
+        v_share := counter_take(v_counters[i], p_quantity);
+        IF v_share IS NULL THEN
+            FOR j IN 1..i - 1 LOOP
+                UPDATE counter_shares SET free = free + p_quantity
+                WHERE counter_id = v_counters[j] AND share = v_shares[j];
+            END LOOP;
+            RETURN false;
+        END IF;
+        v_shares := v_shares || v_share;
+    END LOOP;
+    RETURN true;
+END
+$$;
+
+-- Gives a reservation's seats back to its tier and quotas (the caller holds its row).
+CREATE OR REPLACE FUNCTION inventory_release(p_tier_id uuid, p_quantity integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_counter uuid;
+BEGIN
+    FOREACH v_counter IN ARRAY tier_counters(p_tier_id) LOOP
+        PERFORM counter_release(v_counter, p_quantity);
+    END LOOP;
+END
+$$;
+
+-- Expires lapsed holds (those of p_tiers, or any when NULL; at most p_limit, oldest first,
+-- skipping rows another transaction holds) and gives their seats back, counter by counter in
+-- lock order. Returns {"expired": holds, "seats": seats}.
+CREATE OR REPLACE FUNCTION reclaim_lapsed(p_tiers uuid[], p_limit integer) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count    integer;
+    v_seats    integer;
+    v_counters uuid[];
+    v_amounts  integer[];
+BEGIN
+    WITH lapsed AS (
+        UPDATE reservations SET status = 'expired', expired_at = clock_timestamp()
+        WHERE reservation_id IN (
+            SELECT reservation_id FROM reservations
+            WHERE status = 'held' AND hold_lapsed(expires_at) AND (p_tiers IS NULL OR tier_id = ANY (p_tiers))
+            ORDER BY expires_at LIMIT p_limit
+            FOR UPDATE SKIP LOCKED)
+        RETURNING tier_id, quantity
+    ),
+    per_counter AS (
+        SELECT counted.c AS counter_id, sum(l.quantity)::integer AS seats
+        FROM lapsed l, unnest(tier_counters(l.tier_id)) AS counted(c)
+        GROUP BY counted.c
+    )
+    SELECT (SELECT count(*) FROM lapsed), (SELECT coalesce(sum(quantity), 0) FROM lapsed),
+           (SELECT array_agg(counter_id ORDER BY counter_id) FROM per_counter),
+           (SELECT array_agg(seats ORDER BY counter_id) FROM per_counter)
+    INTO v_count, v_seats, v_counters, v_amounts;
+    FOR i IN 1..coalesce(array_length(v_counters, 1), 0) LOOP
+        PERFORM counter_release(v_counters[i], v_amounts[i]);
+    END LOOP;
+    RETURN jsonb_build_object('expired', v_count, 'seats', v_seats);
+END
+$$;
+
+-- The tiers whose lapsed holds can free seats for this tier: itself and every tier sharing a quota with it.
+CREATE OR REPLACE FUNCTION tiers_sharing_capacity(p_tier_id uuid) RETURNS uuid[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(DISTINCT t) FROM (
+        SELECT p_tier_id AS t
+        UNION ALL
+        SELECT other.tier_id FROM quota_tiers mine JOIN quota_tiers other USING (quota_id)
+        WHERE mine.tier_id = p_tier_id) shared
+$$;
+
+-- Reclaim before a reserve retried (tickets/domain/reservations.py): the lapsed holds that block this tier.
+CREATE OR REPLACE FUNCTION reclaim_lapsed_for_tier(p_tier_id uuid) RETURNS jsonb
+LANGUAGE sql SET lock_timeout = '2s' AS $$
+    SELECT reclaim_lapsed(tiers_sharing_capacity(p_tier_id), 10000)
 $$;

@@ -20,27 +20,49 @@ LANGUAGE sql VOLATILE AS $$
             SELECT coalesce(jsonb_agg(jsonb_build_object(
                 'tier_id', t.tier_id, 'name', t.name, 'capacity', t.capacity, 'price', t.price,
                 'currency', e.currency, 'max_per_order', t.max_per_order,
-                'available_seats', inventory_available(t.tier_id)) ORDER BY t.position), '[]'::jsonb)
-            FROM tiers t WHERE t.event_id = e.event_id))
+                'available_seats', tier_available(t.tier_id)) ORDER BY t.position), '[]'::jsonb)
+            FROM tiers t WHERE t.event_id = e.event_id),
+        'quotas', (
+            SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'quota_id', q.quota_id, 'name', q.name, 'capacity', q.capacity,
+                'tier_ids', (SELECT coalesce(jsonb_agg(qt.tier_id ORDER BY t.position), '[]'::jsonb)
+                             FROM quota_tiers qt JOIN tiers t USING (tier_id) WHERE qt.quota_id = q.quota_id))
+                ORDER BY q.position), '[]'::jsonb)
+            FROM quotas q WHERE q.event_id = e.event_id))
     FROM events e WHERE e.event_id = p_event_id
 $$;
 
--- Availability: per tier, and the event's total.
+-- Availability: per tier, per quota, and the event's total: the least of the tiers' sum and,
+-- for each quota, its free seats plus the available seats of the tiers outside it.
 CREATE OR REPLACE FUNCTION event_availability(p_event_id uuid) RETURNS jsonb
 LANGUAGE sql VOLATILE AS $$
     WITH event AS (SELECT event_json(p_event_id) AS e),
     tier AS (
-        SELECT t, n FROM event, jsonb_array_elements(e->'tiers') WITH ORDINALITY AS listed(t, n)
+        SELECT t, n, (t->>'tier_id')::uuid AS tier_id, (t->>'available_seats')::integer AS seats
+        FROM event, jsonb_array_elements(e->'tiers') WITH ORDINALITY AS listed(t, n)
+    ),
+    quota AS (
+        SELECT q, n, counter_available((q->>'quota_id')::uuid) AS seats,
+               ARRAY(SELECT jsonb_array_elements_text(q->'tier_ids')::uuid) AS tier_ids
+        FROM event, jsonb_array_elements(e->'quotas') WITH ORDINALITY AS listed(q, n)
+    ),
+    total AS (
+        SELECT least((SELECT coalesce(sum(seats), 0) FROM tier),
+                     (SELECT min(quota.seats + (SELECT coalesce(sum(tier.seats), 0) FROM tier
+                                                WHERE tier.tier_id <> ALL (quota.tier_ids))) FROM quota)) AS seats
     )
     SELECT jsonb_build_object(
         'event_id', p_event_id,
-        'available_seats', (SELECT coalesce(sum((t->>'available_seats')::integer), 0) FROM tier),
-        'available', (SELECT coalesce(sum((t->>'available_seats')::integer), 0) > 0 FROM tier),
+        'available_seats', total.seats,
+        'available', total.seats > 0,
         'tiers', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                       'tier_id', t->'tier_id', 'name', t->'name', 'available_seats', t->'available_seats',
                       'price', t->'price', 'currency', t->'currency', 'max_per_order', t->'max_per_order') ORDER BY n),
-                      '[]'::jsonb) FROM tier))
-    FROM event WHERE e IS NOT NULL
+                      '[]'::jsonb) FROM tier),
+        'quotas', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'quota_id', q->'quota_id', 'name', q->'name', 'capacity', q->'capacity',
+                       'available_seats', seats) ORDER BY n), '[]'::jsonb) FROM quota))
+    FROM event, total WHERE e IS NOT NULL
 $$;
 
 -- Creates an event from the request (ids chosen by the caller), its tiers and their counters.
@@ -71,8 +93,19 @@ BEGIN
         INSERT INTO tiers (tier_id, event_id, position, name, capacity, price, max_per_order)
         VALUES (v_tier.tier_id, v_event_id, v_tier.position, v_tier.name, v_tier.capacity, v_tier.price,
                 v_tier.max_per_order);
-        PERFORM inventory_create(v_tier.tier_id, v_tier.capacity);
+        PERFORM counter_create(v_tier.tier_id, v_tier.capacity);
     END LOOP;
+    -- Quotas name their tiers by name (the request's); the caller checked that each name exists.
+    INSERT INTO quotas (quota_id, event_id, position, name, capacity)
+    SELECT (q->>'quota_id')::uuid, v_event_id, (position - 1)::smallint, q->>'name', (q->>'capacity')::integer
+    FROM jsonb_array_elements(coalesce(p_event->'quotas', '[]'::jsonb)) WITH ORDINALITY AS quota(q, position);
+    INSERT INTO quota_tiers (quota_id, tier_id)
+    SELECT DISTINCT (q->>'quota_id')::uuid, t.tier_id
+    FROM jsonb_array_elements(coalesce(p_event->'quotas', '[]'::jsonb)) AS quota(q),
+         jsonb_array_elements_text(q->'tiers') AS named(tier_name)
+    JOIN tiers t ON t.event_id = v_event_id AND t.name = named.tier_name;
+    PERFORM counter_create((q->>'quota_id')::uuid, (q->>'capacity')::integer)
+    FROM jsonb_array_elements(coalesce(p_event->'quotas', '[]'::jsonb)) AS quota(q);
     RETURN jsonb_build_object('outcome', 'created', 'event', event_json(v_event_id));
 END
 $$;

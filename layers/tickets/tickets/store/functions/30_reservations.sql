@@ -40,6 +40,7 @@ DECLARE
     v_free      integer;
     v_now       timestamptz;
     v_held      reservations%ROWTYPE;
+    v_answer    jsonb;
 BEGIN
     IF p_request_key IS NOT NULL THEN
         SELECT * INTO v_held FROM reservations WHERE request_key = p_request_key;
@@ -109,12 +110,14 @@ BEGIN
         END IF;
     END IF;
 
-    v_free := inventory_take(v_tier.tier_id, p_quantity);
+    -- A sold-out tier is refused before anything is written (most requests of an on-sale's end).
+    v_free := tier_available(v_tier.tier_id);
     IF v_free < p_quantity THEN
         RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
-                                  'available_seats', v_free);
+                                  'available_seats', v_free, 'tier_id', v_tier.tier_id);
     END IF;
 
+    -- Everything that needs no lock first: the hold, its booking reference and its answer.
     v_now := clock_timestamp();
     INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
                               customer_fingerprint, client_address, reservation_secret, request_key,
@@ -123,7 +126,18 @@ BEGIN
             p_customer, p_address, p_secret, p_request_key, v_tier.price * p_quantity, v_event.currency, v_now,
             v_now + make_interval(secs => v_event.hold_seconds))
     RETURNING * INTO v_held;
-    RETURN hold_json(v_held);
+    v_answer := hold_json(v_held);
+
+    -- Then the counters: their locks last from here to the commit.
+    IF NOT inventory_take(v_tier.tier_id, p_quantity) THEN
+        DELETE FROM reservations WHERE reservation_id = p_reservation_id;
+        -- available_seats >= p_quantity here means lapsed holds block the seats: the caller
+        -- reclaims them (reclaim_lapsed_for_tier) and asks again.
+        v_free := tier_available(v_tier.tier_id);
+        RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
+                                  'available_seats', v_free, 'tier_id', v_tier.tier_id);
+    END IF;
+    RETURN v_answer;
 END
 $$;
 
@@ -139,24 +153,20 @@ $$;
 CREATE OR REPLACE FUNCTION cancel_reservation(p_reservation_id uuid, p_secret text) RETURNS jsonb
 LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 DECLARE
-    v_tier_id uuid;
-    v_row     reservations%ROWTYPE;
+    v_row reservations%ROWTYPE;
 BEGIN
-    SELECT tier_id INTO v_tier_id FROM reservations WHERE reservation_id = p_reservation_id
-                                                      AND reservation_secret = p_secret;
-    IF NOT FOUND THEN
-        RETURN jsonb_build_object('outcome', 'reservation_not_found');
-    END IF;
-    PERFORM inventory_lock(v_tier_id);
     UPDATE reservations SET status = 'cancelled', cancelled_at = clock_timestamp()
-    WHERE reservation_id = p_reservation_id AND status = 'held' AND NOT hold_lapsed(expires_at)
+    WHERE reservation_id = p_reservation_id AND reservation_secret = p_secret
+      AND status = 'held' AND NOT hold_lapsed(expires_at)
     RETURNING * INTO v_row;
     IF FOUND THEN
-        PERFORM inventory_release(v_tier_id, v_row.quantity);
+        PERFORM inventory_release(v_row.tier_id, v_row.quantity);
         RETURN jsonb_build_object('outcome', 'cancelled', 'reservation', reservation_json(v_row));
     END IF;
-    SELECT * INTO v_row FROM reservations WHERE reservation_id = p_reservation_id;
-    IF v_row.status = 'cancelled' THEN
+    SELECT * INTO v_row FROM reservations WHERE reservation_id = p_reservation_id AND reservation_secret = p_secret;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('outcome', 'reservation_not_found');
+    ELSIF v_row.status = 'cancelled' THEN
         RETURN jsonb_build_object('outcome', 'cancelled', 'reservation', reservation_json(v_row));
     END IF;
     RETURN reservation_refusal(v_row);
