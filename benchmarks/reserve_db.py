@@ -22,13 +22,10 @@ from pathlib import Path
 
 import psycopg
 
-from localstage.lambda_runtime import ensure_layer_on_path
 from localstage.postgres import PostgresCluster, _bin_dir
-
-ensure_layer_on_path()
-from tickets.domain.events import create_event  # noqa: E402 - the layer's package, on the path just above
-from tickets.models import EventCreate  # noqa: E402
-from tickets.store.migrate import apply_migrations  # noqa: E402
+from tickets.domain.events import create_event
+from tickets.models import EventCreate
+from tickets.store.migrate import apply_migrations
 
 CAPACITY = 1_000_000
 

@@ -20,20 +20,12 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER_PATH = ROOT / "layers" / "tickets"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def ensure_layer_on_path() -> None:
-    """Lambda puts a layer's python/ folder on sys.path; locally the layer's source is that folder."""
-    if str(LAYER_PATH) not in sys.path:
-        sys.path.insert(0, str(LAYER_PATH))
-
-
 def load_handler(code_uri: str, handler: str = "app.lambda_handler") -> Handler:
     """Imports a function's handler the way the Lambda runtime does, under a unique module name."""
-    ensure_layer_on_path()
     module_name, _, attribute = handler.rpartition(".")
     source = (ROOT / code_uri / f"{module_name.replace('.', '/')}.py").resolve()
     unique = f"function_{source.parent.name}_{module_name.replace('.', '_')}"

@@ -29,14 +29,12 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from localstage.dynamodb import LocalDynamoDB
-from localstage.lambda_runtime import LAYER_PATH, ROOT, ensure_layer_on_path, scheduled_event
+from localstage.lambda_runtime import ROOT, scheduled_event
 from localstage.postgres import PostgresCluster
 from localstage.server import Gateway, StageHTTPServer
 from localstage.template import FunctionSpec, Schedule, Template, load_template
 from localstage.workers import FunctionConfig, FunctionPool, HandlerError, InvokeFailure
-
-ensure_layer_on_path()
-from tickets.store.migrate import apply_migrations  # noqa: E402 - the layer's package, on the path just above
+from tickets.store.migrate import apply_migrations
 
 log = logging.getLogger("localstage")
 
@@ -202,7 +200,6 @@ def function_environment(template: Template, spec: FunctionSpec, backends: Backe
         "HOME": os.environ.get("HOME", "/"),
         "LANG": "C.UTF-8",
         "TZ": "UTC",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAYER_PATH)]),
         "PYTHONUNBUFFERED": "1",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from localstage.lambda_runtime import ROOT, LambdaContext, ensure_layer_on_path, load_handler
+from localstage.lambda_runtime import ROOT, LambdaContext, load_handler
 
 log = logging.getLogger("localstage")
 
@@ -330,7 +330,6 @@ def _worker_main(fd: int) -> int:
     except EOFError:
         return 0
     try:
-        ensure_layer_on_path()
         # Lambda puts the function's own folder (/var/task) on sys.path too.
         code_dir = str((ROOT / setup["code_uri"]).resolve())
         if code_dir not in sys.path:

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from localstage.dynamodb import IDEMPOTENCY_TABLE, LocalDynamoDB
-from localstage.lambda_runtime import ensure_layer_on_path
 from localstage.postgres import PostgresCluster
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -32,7 +31,6 @@ os.environ.update({
     "POWERTOOLS_METRICS_NAMESPACE": "Tickets",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 })
-ensure_layer_on_path()
 
 
 TABLES = "tickets, payments, reservations, tier_inventory, tiers, events"

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from localstage.lambda_runtime import LAYER_PATH, ROOT
 from localstage.postgres import free_port
 from localstage.server import Gateway, StageHTTPServer
 from localstage.template import Route, compile_path, match_route, rate_seconds
@@ -54,8 +53,7 @@ def lambda_handler(event, context):
 def config(code_dir: Path, timeout: float = 5.0) -> FunctionConfig:
     return FunctionConfig(name="StandInFunction", code_uri=str(code_dir), handler="app.lambda_handler",
                           timeout_seconds=timeout, memory_mb=128,
-                          environment={"PATH": os.environ.get("PATH", ""), "STAND_IN": "yes",
-                                       "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAYER_PATH)])})
+                          environment={"PATH": os.environ.get("PATH", ""), "STAND_IN": "yes"})
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from localstage.lambda_runtime import (
     LambdaContext,
     apply_authorizer_result,
     authorizer_event,
-    ensure_layer_on_path,
     http_event,
 )
 from localstage.template import load_template, match_route
@@ -44,7 +43,6 @@ def _handler_for(code_uri: str) -> Any:
     """One copy of each function module per thread. It does not make a thread a Lambda environment:
     Powertools keeps the request being resolved on a class all resolvers share, so concurrent
     calls go through tests/integration/environments.py (one process per environment) instead."""
-    ensure_layer_on_path()
     loaded: dict[str, Any] = _environments.__dict__.setdefault("handlers", {})
     if code_uri not in loaded:
         source = (ROOT / code_uri / "app.py").resolve()
