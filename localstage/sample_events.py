@@ -16,12 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from localstage.lambda_runtime import ROOT, apply_authorizer_result, authorizer_event, http_event, scheduled_event
-from localstage.stage import (
-    DEMO_ADMIN_TOKEN,
-    DEMO_EVENT_ID,
-    DEMO_RESERVATION_ID,
-    DEMO_TICKET_CODE,
-)
+from localstage.seed import DEMO_ADMIN_TOKEN, DEMO_EVENT_ID, DEMO_RESERVATION_ID, DEMO_TICKET_CODE
 from localstage.template import load_template
 
 EVENTS_DIR = ROOT / "events"

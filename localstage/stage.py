@@ -1,8 +1,9 @@
 """`python -m localstage`: the whole deployed API on loopback, in one foreground process tree.
 
-PostgreSQL (a private cluster kept under the state directory, or DATABASE_URL), DynamoDB (moto in
-server mode) with the idempotency table, one worker pool per function of template.yaml, the HTTP
-API on 127.0.0.1:$PORT and the scheduled functions. Ctrl-C or SIGTERM stops all of it.
+PostgreSQL (a private cluster kept under the state directory, or DATABASE_URL) and DynamoDB (moto
+in server mode) with template.yaml's tables, one worker pool per function of template.yaml (all
+three from localstage.runtime), the HTTP API on 127.0.0.1:$PORT and the scheduled functions.
+Ctrl-C or SIGTERM stops all of it.
 """
 
 from __future__ import annotations
@@ -20,52 +21,26 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-
-from localstage.dynamodb import LocalDynamoDB
 from localstage.lambda_runtime import ROOT, scheduled_event
-from localstage.postgres import PostgresCluster
+from localstage.runtime import Backends, LocalBackends, StageError, close_pools, function_pools, redact
+from localstage.seed import DEMO_EVENT_ID
 from localstage.server import Gateway, StageHTTPServer
-from localstage.template import FunctionSpec, Schedule, Template, load_template
-from localstage.workers import FunctionConfig, FunctionPool, HandlerError, InvokeFailure
-from tickets.store.migrate import apply_migrations
+from localstage.template import Schedule, Template, load_template
+from localstage.workers import FunctionPool, HandlerError, InvokeFailure
 
 log = logging.getLogger("localstage")
 
 DEFAULT_PORT = 3000
 DEFAULT_CONCURRENCY = 8
-IDEMPOTENCY_TABLE = "tickets-idempotency"
 READY_TIMEOUT_SECONDS = 60.0
-
-# The demo event the sample events in events/ refer to.
-DEMO_EVENT_ID = "11111111-1111-4111-8111-111111111111"
-DEMO_TIER_ID = "22222222-2222-4222-8222-222222222222"
-DEMO_RESERVATION_ID = "33333333-3333-4333-8333-333333333333"
-DEMO_TICKET_CODE = "DEMO0000000000000000000000000001"
-DEMO_ADMIN_TOKEN = "local-admin-token"  # noqa: S105 - a public demo value: the token in the sample events (make invoke)
-
-
-class StageError(Exception):
-    """A reason the stage cannot start, worded for the person who started it."""
 
 
 class StageStopped(Exception):
     """Ctrl-C or SIGTERM arrived while the stage was still starting."""
-
-
-def redact(url: str) -> str:
-    """A database URL fit for a terminal: the password, if any, replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def state_dir() -> Path:
@@ -127,118 +102,6 @@ class StageLock:
             self.path.unlink()
         os.close(self._fd)  # closing drops the lock
         self._fd = None
-
-
-def check_reachable(directory: Path) -> None:
-    """Under root, PostgreSQL runs as `postgres`, which must be able to reach the state directory."""
-    if os.geteuid() != 0:
-        return
-    mode = directory.stat().st_mode
-    if not mode & 0o001:
-        directory.chmod(mode | 0o711)  # our own folder: let the server user through
-    for folder in directory.parents:
-        if folder.exists() and not os.stat(folder).st_mode & 0o001:
-            raise StageError(
-                f"PostgreSQL runs as the user 'postgres', which cannot enter {folder} (mode "
-                f"{oct(os.stat(folder).st_mode & 0o777)}). Set LOCAL_STAGE_DIR to a folder it can reach, "
-                f"or run: chmod o+x {folder}")
-
-
-def stop_orphan_postgres(data_dir: Path) -> None:
-    """Stops a server left running on data_dir by a stage that was killed (we hold the lock)."""
-    pid_file = data_dir / "postmaster.pid"
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return  # no server, or a stale pid file that PostgreSQL itself will clear
-    if b"postgres" in cmdline:
-        log.warning("stopping PostgreSQL (pid %d) left running on %s by an earlier stage", pid, data_dir)
-        PostgresCluster(data_dir).stop()
-
-
-# ---------------------------------------------------------------------------------------------
-# The database: migrations and the demo event.
-
-
-def apply_schema(database_url: str) -> list[str]:
-    return apply_migrations(database_url)
-
-
-def seed_demo_event(database_url: str) -> bool:
-    """The demo event of the sample events (events/*.json); True when it was inserted now."""
-    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
-        inserted = conn.execute(
-            "INSERT INTO events (event_id, name, venue, starts_at, currency, hold_seconds)"
-            " VALUES (%s, 'Demo Night', 'Local Stage', '2030-01-01T20:00:00Z', 'EUR', 600)"
-            " ON CONFLICT DO NOTHING", (DEMO_EVENT_ID,)).rowcount
-        conn.execute(
-            "INSERT INTO tiers (tier_id, event_id, position, name, capacity, price, max_per_order)"
-            " VALUES (%s, %s, 0, 'General', 100, 2500, 10) ON CONFLICT DO NOTHING", (DEMO_TIER_ID, DEMO_EVENT_ID))
-        conn.execute("INSERT INTO tier_inventory (tier_id, capacity) VALUES (%s, 100) ON CONFLICT DO NOTHING",
-                     (DEMO_TIER_ID,))
-    return inserted == 1
-
-
-# ---------------------------------------------------------------------------------------------
-# The functions' environment.
-
-
-@dataclass(frozen=True)
-class Backends:
-    database_url: str
-    dynamodb_endpoint: str
-    admin_token: str
-    table_name: str = IDEMPOTENCY_TABLE
-
-
-def function_environment(template: Template, spec: FunctionSpec, backends: Backends) -> dict[str, str]:
-    """What the function's process sees: Lambda's variables, then the template's with !Ref resolved."""
-    refs = {"IdempotencyTable": backends.table_name, "StageName": "local"}
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/"),
-        "LANG": "C.UTF-8",
-        "TZ": "UTC",
-        "PYTHONUNBUFFERED": "1",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_CONFIG_FILE": os.devnull,  # the developer's profiles must not redirect the functions
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_DYNAMODB": backends.dynamodb_endpoint,
-        "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.logical_id}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
-    }
-    env.update(template.environment(spec, refs))
-    env.update({
-        # Where AWS has RDS Proxy with IAM auth and a Secrets Manager token, the stage has its own.
-        "DATABASE_URL": backends.database_url,
-        "TICKETS_ADMIN_TOKEN": backends.admin_token,
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
-    })
-    if os.environ.get("PAYMENT_PROVIDER"):
-        env["PAYMENT_PROVIDER"] = os.environ["PAYMENT_PROVIDER"]
-    env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tickets")
-    return env
-
-
-def function_config(template: Template, spec: FunctionSpec, backends: Backends) -> FunctionConfig:
-    return FunctionConfig(name=spec.logical_id, code_uri=spec.code_uri, handler=spec.handler,
-                          timeout_seconds=spec.timeout_seconds, memory_mb=spec.memory_mb,
-                          environment=function_environment(template, spec, backends))
-
-
-def quiet_moto() -> None:
-    """moto's server logs every request through werkzeug, boto3 its credentials: the stage logs its own."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    for name in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,40 +205,20 @@ class Stage:
         self.port = httpd.server_address[1]
         base_url = f"http://127.0.0.1:{self.port}"
 
-        database_url = self._start_database()
-        applied = apply_schema(database_url)
-        log.info("migrations: %s", ", ".join(applied) if applied else "schema is up to date")
-        if seed_demo_event(database_url):
-            log.info("seeded the demo event %s", DEMO_EVENT_ID)
-
-        quiet_moto()
-        dynamodb = LocalDynamoDB()
-        endpoint = dynamodb.start(IDEMPOTENCY_TABLE)
-        self._defer("DynamoDB (moto)", dynamodb.stop)
-        log.info("DynamoDB (moto) at %s, table %s", endpoint, IDEMPOTENCY_TABLE)
-
-        backends = Backends(database_url=database_url, dynamodb_endpoint=endpoint, admin_token=self.token)
-        pools = {
-            spec.logical_id: FunctionPool(function_config(template, spec, backends), self.concurrency)
-            for spec in template.functions.values()
-        }
-
-        def close_pools() -> None:
-            closers = [threading.Thread(target=pool.close) for pool in pools.values()]
-            for closer in closers:
-                closer.start()
-            for closer in closers:
-                closer.join()
-
-        self._defer("the function workers", close_pools)
+        local = LocalBackends(template, database_url=os.environ.get("DATABASE_URL"),
+                              data_dir=self.directory / "pgdata")
+        self._defer("PostgreSQL and DynamoDB", local.stop)
+        backends = local.start()
+        pools = function_pools(template, backends, admin_token=self.token, max_workers=self.concurrency)
+        self._defer("the function workers", lambda: close_pools(pools))
         self._prewarm([pools[spec.logical_id] for spec in template.functions.values()
                        if spec.routes or spec.schedules])
 
         stage_file(self.directory).write_text(json.dumps({
             "base_url": base_url,
-            "database_url": database_url,
-            "dynamodb_endpoint": endpoint,
-            "idempotency_table": IDEMPOTENCY_TABLE,
+            "database_url": backends.database_url,
+            "dynamodb_endpoint": backends.dynamodb_endpoint,
+            "tables": backends.tables,
             "token": self.token,
             "pid": os.getpid(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -394,26 +237,7 @@ class Stage:
         self._defer("the HTTP server", stop_http)
         self._start_schedules(template.schedules, pools)
         self._self_check(base_url)
-        self._banner(template, base_url, database_url, endpoint)
-
-    def _start_database(self) -> str:
-        configured = os.environ.get("DATABASE_URL")
-        if configured:
-            log.info("using the database at DATABASE_URL")
-            return configured
-        data_dir = self.directory / "pgdata"
-        check_reachable(self.directory)
-        stop_orphan_postgres(data_dir)
-        cluster = PostgresCluster(data_dir, durable=True)
-        fresh = not cluster.initialized()
-        log.info("%s PostgreSQL in %s", "initialising" if fresh else "starting", data_dir)
-        self._defer("PostgreSQL", cluster.stop)
-        try:
-            url = cluster.start()
-        except RuntimeError as exc:
-            raise StageError(str(exc)) from None
-        log.info("PostgreSQL at %s", redact(url))
-        return url
+        self._banner(template, base_url, backends)
 
     def _prewarm(self, pools: list[FunctionPool]) -> None:
         """One warm worker per function, started side by side, so the first requests are fast."""
@@ -488,7 +312,7 @@ class Stage:
             time.sleep(0.5)
         raise StageError(f"GET /health did not answer 200 within {READY_TIMEOUT_SECONDS:.0f} s ({last})")
 
-    def _banner(self, template: Template, base_url: str, database_url: str, endpoint: str) -> None:
+    def _banner(self, template: Template, base_url: str, backends: Backends) -> None:
         token = self.token
         demo = DEMO_EVENT_ID
         routes = "\n".join(f"    {route.method:<6} {route.path:<40} {route.function}" for route in
@@ -499,8 +323,8 @@ class Stage:
         print(f"""
 Local stage at {base_url}
   organizer token: {token}{token_note}
-  database:        {redact(database_url)}
-  dynamodb:        {endpoint} (table {IDEMPOTENCY_TABLE})
+  database:        {redact(backends.database_url)}
+  dynamodb:        {backends.dynamodb_endpoint} (tables {", ".join(backends.tables.values())})
   state:           {self.directory}
   routes:
 {routes}

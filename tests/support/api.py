@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from localstage.lambda_runtime import (
     AUTHORIZER_REFUSAL,
-    ROOT,
     LambdaContext,
     apply_authorizer_result,
     authorizer_event,
     http_event,
+    load_handler,
 )
 from localstage.template import load_template, match_route
+from localstage.workers import FunctionPool
 
 
 @dataclass
@@ -36,39 +34,29 @@ class ApiResponse:
         return str(self.body["error"]["code"])
 
 
-_environments = threading.local()
-
-
-def _handler_for(code_uri: str) -> Any:
-    """One copy of each function module per thread. It does not make a thread a Lambda environment:
-    Powertools keeps the request being resolved on a class all resolvers share, so concurrent
-    calls go through tests/integration/environments.py (one process per environment) instead."""
-    loaded: dict[str, Any] = _environments.__dict__.setdefault("handlers", {})
-    if code_uri not in loaded:
-        source = (ROOT / code_uri / "app.py").resolve()
-        name = f"function_{source.parent.name}_{threading.get_ident()}"
-        spec = importlib.util.spec_from_file_location(name, source)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        loaded[code_uri] = module.lambda_handler
-    return loaded[code_uri]
-
-
 class Api:
-    """Sends a request to the function that template.yaml routes it to."""
+    """Sends a request to the function that template.yaml routes it to, its authorizer first (as API Gateway does).
 
-    def __init__(self, admin_token: str) -> None:
+    The functions run in this process, or with `pools` each call in a Lambda execution environment of its
+    own (a worker process of the local stage's pools). Races need the latter: Powertools keeps the request
+    being resolved on a class that every resolver in a process shares, so no two threads of one process
+    may run a handler at once.
+    """
+
+    def __init__(self, admin_token: str, pools: Mapping[str, FunctionPool] | None = None) -> None:
         self.template = load_template()
         self.admin_token = admin_token
+        self.pools = pools
 
-    def invoke_raw(self, event: dict[str, Any], code_uri: str, function: str = "local") -> Any:
-        """What the handler returns, as Lambda would pass it on."""
-        return _handler_for(code_uri)(event, LambdaContext(function_name=function))
+    def invoke_raw(self, event: dict[str, Any], function: str) -> Any:
+        """What the function (its logical id in template.yaml) returns, as Lambda would pass it on."""
+        if self.pools is not None:
+            return self.pools[function].invoke(event).result
+        spec = self.template.functions[function]
+        return load_handler(spec.code_uri, spec.handler)(event, LambdaContext(function_name=function))
 
-    def invoke(self, event: dict[str, Any], code_uri: str, function: str = "local") -> ApiResponse:
-        result = self.invoke_raw(event, code_uri, function)
+    def invoke(self, event: dict[str, Any], function: str) -> ApiResponse:
+        result = self.invoke_raw(event, function)
         return ApiResponse(result["statusCode"], {k.lower(): v for k, v in result.get("headers", {}).items()},
                            result.get("body", ""))
 
@@ -78,18 +66,15 @@ class Api:
         if admin:
             headers["Authorization"] = f"Bearer {self.admin_token}"
         found, _ = match_route(self.template.routes, method, path)
-        if found is not None:
-            function = self.template.functions[found.route.function]
-            event = http_event(method, path, route_key=found.route.route_key,
-                               path_parameters=found.path_parameters or None, headers=headers, body=body,
-                               source_ip=source_ip)
-            if found.route.authorizer is not None:  # API Gateway runs the route's authorizer first
-                authorizer = self.template.functions[found.route.authorizer]
-                verdict = self.invoke_raw(authorizer_event(event), authorizer.code_uri, authorizer.logical_id)
-                if not apply_authorizer_result(event, verdict):
-                    return ApiResponse(403, {"content-type": "application/json"}, AUTHORIZER_REFUSAL)
-            return self.invoke(event, function.code_uri, function.logical_id)
-        raise AssertionError(f"template.yaml has no route for {method} {path}")
+        if found is None:
+            raise AssertionError(f"template.yaml has no route for {method} {path}")
+        event = http_event(method, path, route_key=found.route.route_key,
+                           path_parameters=found.path_parameters or None, headers=headers, body=body,
+                           source_ip=source_ip)
+        if found.route.authorizer is not None and not apply_authorizer_result(
+                event, self.invoke_raw(authorizer_event(event), found.route.authorizer)):
+            return ApiResponse(403, {"content-type": "application/json"}, AUTHORIZER_REFUSAL)
+        return self.invoke(event, found.route.function)
 
     # Shorthands for the contract's calls.
     def create_event(self, **overrides: Any) -> dict[str, Any]:
@@ -119,7 +104,3 @@ class Api:
         response = self.request("GET", f"/events/{event_id}/availability")
         assert response.status == 200, response.text
         return dict(response.body)
-
-
-def repo_path(*parts: str) -> Path:
-    return ROOT.joinpath(*parts)
