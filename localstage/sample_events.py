@@ -72,8 +72,7 @@ def sample_events() -> dict[str, dict[str, Any]]:
         if body is not None:
             event["headers"]["content-length"] = str(len(event["body"].encode()))
         context = event["requestContext"]
-        context.update(requestId=REQUEST_ID, time=TIME, timeEpoch=TIME_EPOCH, domainName="localhost",
-                       domainPrefix="localhost")
+        context.update(requestId=REQUEST_ID, time=TIME, timeEpoch=TIME_EPOCH)
         if routes[route_key].authorizer is not None:
             # What the function sees once the route's authorizer accepted the sample token; the
             # authorizer's own sample is the request before that.

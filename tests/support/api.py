@@ -1,4 +1,4 @@
-"""Calls the Lambda handlers with real API Gateway HTTP API events, routed as template.yaml says."""
+"""Calls the Lambda handlers with real API Gateway HTTP API events, through the local stage's gateway."""
 
 from __future__ import annotations
 
@@ -7,16 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from localstage.lambda_runtime import (
-    AUTHORIZER_REFUSAL,
-    LambdaContext,
-    apply_authorizer_result,
-    authorizer_event,
-    http_event,
-    load_handler,
-)
-from localstage.template import load_template, match_route
-from localstage.workers import FunctionPool
+from localstage.lambda_runtime import LambdaContext, load_handler
+from localstage.server import Function, Gateway, Response, lambda_response
+from localstage.template import FunctionSpec, load_template
+from localstage.workers import FunctionPool, Invocation
 
 
 @dataclass
@@ -24,6 +18,10 @@ class ApiResponse:
     status: int
     headers: dict[str, str]
     text: str
+
+    @classmethod
+    def of(cls, response: Response) -> ApiResponse:
+        return cls(response.status, {name.lower(): value for name, value in response.headers}, response.body.decode())
 
     @property
     def body(self) -> Any:
@@ -34,8 +32,24 @@ class ApiResponse:
         return str(self.body["error"]["code"])
 
 
+@dataclass
+class InProcess:
+    """A function run in this process, with a pool's face towards the gateway."""
+
+    spec: FunctionSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.logical_id
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        result = load_handler(self.spec.code_uri, self.spec.handler)(event, LambdaContext(function_name=self.name))
+        return Invocation(result=result, request_id="", duration_ms=0.0, init_duration_ms=None)
+
+
 class Api:
-    """Sends a request to the function that template.yaml routes it to, its authorizer first (as API Gateway does).
+    """Sends a request through the local stage's gateway to the function template.yaml routes it to (its
+    authorizer first), as API Gateway does.
 
     The functions run in this process, or with `pools` each call in a Lambda execution environment of its
     own (a worker process of the local stage's pools). Races need the latter: Powertools keeps the request
@@ -44,37 +58,30 @@ class Api:
     """
 
     def __init__(self, admin_token: str, pools: Mapping[str, FunctionPool] | None = None) -> None:
-        self.template = load_template()
+        template = load_template()
         self.admin_token = admin_token
-        self.pools = pools
+        self.functions: Mapping[str, Function] = pools or {
+            name: InProcess(spec) for name, spec in template.functions.items()}
+        self.gateway = Gateway(template.routes, self.functions)
 
     def invoke_raw(self, event: dict[str, Any], function: str) -> Any:
         """What the function (its logical id in template.yaml) returns, as Lambda would pass it on."""
-        if self.pools is not None:
-            return self.pools[function].invoke(event).result
-        spec = self.template.functions[function]
-        return load_handler(spec.code_uri, spec.handler)(event, LambdaContext(function_name=function))
+        return self.functions[function].invoke(event).result
 
     def invoke(self, event: dict[str, Any], function: str) -> ApiResponse:
-        result = self.invoke_raw(event, function)
-        return ApiResponse(result["statusCode"], {k.lower(): v for k, v in result.get("headers", {}).items()},
-                           result.get("body", ""))
+        return ApiResponse.of(lambda_response(self.invoke_raw(event, function)))
 
     def request(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
                 admin: bool = False, source_ip: str = "198.51.100.7") -> ApiResponse:
-        headers = dict(headers or {})
+        headers = {name.lower(): value for name, value in (headers or {}).items()}
         if admin:
-            headers["Authorization"] = f"Bearer {self.admin_token}"
-        found, _ = match_route(self.template.routes, method, path)
-        if found is None:
-            raise AssertionError(f"template.yaml has no route for {method} {path}")
-        event = http_event(method, path, route_key=found.route.route_key,
-                           path_parameters=found.path_parameters or None, headers=headers, body=body,
-                           source_ip=source_ip)
-        if found.route.authorizer is not None and not apply_authorizer_result(
-                event, self.invoke_raw(authorizer_event(event), found.route.authorizer)):
-            return ApiResponse(403, {"content-type": "application/json"}, AUTHORIZER_REFUSAL)
-        return self.invoke(event, found.route.function)
+            headers["authorization"] = f"Bearer {self.admin_token}"
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            headers.setdefault("content-type", "application/json")
+        response, _ = self.gateway.handle(method, path, headers=list(headers.items()), source_ip=source_ip,
+                                          body=body.encode() if isinstance(body, str) else body, host="")
+        return ApiResponse.of(response)
 
     # Shorthands for the contract's calls.
     def create_event(self, **overrides: Any) -> dict[str, Any]:
