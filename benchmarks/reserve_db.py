@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from localstage.postgres import _bin_dir
+from localstage.postgres import bin_dir
 from localstage.runtime import LocalBackends
 from localstage.template import load_template
 from tickets.domain.events import create_event
@@ -48,7 +48,7 @@ def create_hot_event(url: str) -> tuple[str, str]:
 def run_pgbench(url: str, script: Path, clients: int, seconds: int) -> tuple[float, float, int]:
     """(transactions per second, mean latency ms, failed transactions)."""
     completed = subprocess.run(
-        [str(_bin_dir() / "pgbench"), "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 4)),
+        [str(bin_dir() / "pgbench"), "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 4)),
          "-T", str(seconds), "-f", str(script), url],
         capture_output=True, text=True, check=True)
     tps = float(re.search(r"tps = ([\d.]+)", completed.stdout).group(1))  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from typing import Any
 
 from localstage.lambda_runtime import ROOT
 from localstage.runtime import Backends, LocalBackends, StageError, function_pool
-from localstage.seed import DEMO_ADMIN_TOKEN
+from localstage.seed import ADMIN_TOKEN_VARIABLE, DEMO_ADMIN_TOKEN
 from localstage.stage import StageLock, read_stage_file, state_dir
 from localstage.template import FunctionSpec, Template, load_template
 from localstage.workers import HandlerError, InvokeFailure
@@ -66,7 +66,7 @@ def invoke(argv: list[str]) -> int:
         return 2
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop what we started, as on Ctrl-C
-    token = os.environ.get("TICKETS_ADMIN_TOKEN") or DEMO_ADMIN_TOKEN
+    token = os.environ.get(ADMIN_TOKEN_VARIABLE) or DEMO_ADMIN_TOKEN
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     lock = StageLock(directory)

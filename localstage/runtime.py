@@ -14,19 +14,21 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from localstage.dynamodb import LocalDynamoDB
 from localstage.postgres import PostgresCluster
-from localstage.seed import DEMO_EVENT_ID, TABLE_NAMES, prepare_database
+from localstage.seed import DEMO_EVENT_ID, TABLE_NAMES, local_settings, prepare_database
 from localstage.template import FunctionSpec, Template
 from localstage.workers import FunctionConfig, FunctionPool
 
 log = logging.getLogger("localstage")
+T = TypeVar("T")
 
 
 class StageError(Exception):
@@ -137,15 +139,8 @@ def function_environment(template: Template, spec: FunctionSpec, backends: Backe
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
     }
     env.update(template.environment(spec, {**backends.tables, "StageName": "local"}))
-    env.update({
-        # Where AWS has RDS Proxy with IAM auth and a Secrets Manager token, the stage has its own.
-        "DATABASE_URL": backends.database_url,
-        "TICKETS_ADMIN_TOKEN": admin_token,
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
-    })
-    if os.environ.get("PAYMENT_PROVIDER"):
-        env["PAYMENT_PROVIDER"] = os.environ["PAYMENT_PROVIDER"]
-    env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tickets")
+    env.update(local_settings(backends.database_url, admin_token))
+    env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon locally
     return env
 
 
@@ -165,12 +160,18 @@ def function_pools(template: Template, backends: Backends, *, admin_token: str,
 
 
 def close_pools(pools: Mapping[str, FunctionPool]) -> None:
-    """Closes the pools side by side."""
-    closers = [threading.Thread(target=pool.close) for pool in pools.values()]
-    for closer in closers:
-        closer.start()
-    for closer in closers:
-        closer.join()
+    at_once(FunctionPool.close, pools.values())
+
+
+def at_once(action: Callable[[T], object], items: Iterable[T]) -> None:
+    """Runs action(item) for every item, side by side, and waits for all (in short waits, so that a
+    signal is seen promptly)."""
+    threads = [threading.Thread(target=action, args=(item,), daemon=True) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
 
 
 def redact(url: str) -> str:

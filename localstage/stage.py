@@ -26,8 +26,8 @@ from types import FrameType
 from typing import Any
 
 from localstage.lambda_runtime import ROOT, scheduled_event
-from localstage.runtime import Backends, LocalBackends, StageError, close_pools, function_pools, redact
-from localstage.seed import DEMO_EVENT_ID
+from localstage.runtime import Backends, LocalBackends, StageError, at_once, close_pools, function_pools, redact
+from localstage.seed import ADMIN_TOKEN_VARIABLE, examples
 from localstage.server import Gateway, StageHTTPServer
 from localstage.template import Schedule, Template, load_template
 from localstage.workers import FunctionPool, HandlerError, InvokeFailure
@@ -123,8 +123,8 @@ class Stage:
         self.directory = state_dir()
         self.port = _int_env("PORT", DEFAULT_PORT)
         self.concurrency = max(1, _int_env("LOCAL_STAGE_CONCURRENCY", DEFAULT_CONCURRENCY))
-        self.token = os.environ.get("TICKETS_ADMIN_TOKEN") or secrets.token_urlsafe(24)
-        self.token_generated = not os.environ.get("TICKETS_ADMIN_TOKEN")
+        self.token = os.environ.get(ADMIN_TOKEN_VARIABLE) or secrets.token_urlsafe(24)
+        self.token_generated = not os.environ.get(ADMIN_TOKEN_VARIABLE)
         self.stop_event = threading.Event()
         self._serving = False
         self._lock = StageLock(self.directory)
@@ -250,12 +250,7 @@ class Stage:
             except InvokeFailure as failure:
                 failures.append(failure.message)
 
-        threads = [threading.Thread(target=warm, args=(pool,), daemon=True) for pool in pools]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)  # short waits, so that a signal is seen promptly
+        at_once(warm, pools)
         if failures:
             raise StageError("a function could not start:\n" + "\n".join(failures))
         log.info("started %d functions in %.1f s", len(pools), time.monotonic() - started)
@@ -313,16 +308,12 @@ class Stage:
         raise StageError(f"GET /health did not answer 200 within {READY_TIMEOUT_SECONDS:.0f} s ({last})")
 
     def _banner(self, template: Template, base_url: str, backends: Backends) -> None:
-        token = self.token
-        demo = DEMO_EVENT_ID
         routes = "\n".join(f"    {route.method:<6} {route.path:<40} {route.function}" for route in
                            sorted(template.routes, key=lambda r: (r.path, r.method)))
-        create = ('{"name":"Spring Gala","starts_at":"2030-04-01T19:00:00Z","tiers":'
-                  '[{"name":"General","capacity":100,"price":2500}]}')
-        token_note = " (generated; set TICKETS_ADMIN_TOKEN to choose it)" if self.token_generated else ""
+        token_note = f" (generated; set {ADMIN_TOKEN_VARIABLE} to choose it)" if self.token_generated else ""
         print(f"""
 Local stage at {base_url}
-  organizer token: {token}{token_note}
+  organizer token: {self.token}{token_note}
   database:        {redact(backends.database_url)}
   dynamodb:        {backends.dynamodb_endpoint} (tables {", ".join(backends.tables.values())})
   state:           {self.directory}
@@ -330,12 +321,7 @@ Local stage at {base_url}
 {routes}
 
 Try:
-  curl -s {base_url}/health
-  curl -s -X POST {base_url}/events -H 'Authorization: Bearer {token}' \\
-       -H 'Content-Type: application/json' -d '{create}'
-  curl -s -X POST {base_url}/events/{demo}/reservations -H 'Idempotency-Key: try-1' \\
-       -H 'Content-Type: application/json' -d '{{"quantity":2}}'
-  curl -s {base_url}/events/{demo}/availability
+{examples(base_url, self.token)}
 
 Ready: {base_url} (GET /health answered 200). Press Ctrl-C to stop.""", flush=True)
 
