@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -195,8 +194,7 @@ class StageHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], gateway: Gateway | None = None) -> None:
         super().__init__(address, _RequestHandler)
-        self.gateway = gateway
-        self.ready = threading.Event()
+        self.gateway = gateway  # set once the functions are ready: until then the stage answers 503
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -236,7 +234,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             note = "rejected"
         else:
             gateway = self.server.gateway
-            if gateway is None or not self.server.ready.is_set():
+            if gateway is None:
                 response = Response.error(503, "unavailable", "The local stage is starting; retry shortly.",
                                           [("Retry-After", RETRY_AFTER_SECONDS)])
                 note = "starting"

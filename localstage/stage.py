@@ -226,7 +226,6 @@ class Stage:
         os.chmod(stage_file(self.directory), 0o600)  # it holds the organizer token
 
         httpd.gateway = Gateway(template.routes, pools)
-        httpd.ready.set()
         server_thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
         server_thread.start()
 

@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from dataclasses import dataclass
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
@@ -71,16 +70,14 @@ class FunctionConfig:
     memory_mb: int
     environment: dict[str, str]
 
-    def context(self, request_id: str) -> LambdaContext:
+    def context(self) -> LambdaContext:
         return LambdaContext(function_name=self.name, timeout_seconds=self.timeout_seconds,
-                             memory_limit_in_mb=self.memory_mb, aws_request_id=request_id,
-                             log_group_name=f"/aws/lambda/{self.name}")
+                             memory_limit_in_mb=self.memory_mb, log_group_name=f"/aws/lambda/{self.name}")
 
 
 @dataclass(frozen=True)
 class Invocation:
     result: Any
-    request_id: str
     duration_ms: float
     init_duration_ms: float | None  # set on a cold start
 
@@ -105,11 +102,11 @@ class Worker:
         self.conn = conn
         self.init_duration_ms: float | None = None
 
-    def invoke(self, event: dict[str, Any], request_id: str) -> Any:
+    def invoke(self, event: dict[str, Any]) -> Any:
         """The handler's result; raises HandlerError, or InvokeFailure when the worker is gone."""
         timeout = self.config.timeout_seconds
         try:
-            self.conn.send((event, request_id))
+            self.conn.send(event)
             if not self.conn.poll(timeout + 0.1):
                 self.kill()
                 raise InvokeFailure("timeout", f"{self.config.name}: task timed out after {timeout:g} seconds; "
@@ -128,26 +125,19 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
 
-    def kill(self) -> None:
-        """Kills the process and waits for it to go (by the thread that owns the worker)."""
-        if self.conn.closed:
-            return
-        self.signal_kill()
-        if not _wait_closed(self.conn, 5):
-            log.error("worker %s of %s did not die", self.pid, self.config.name)
-        self.conn.close()
-
     def request_exit(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.send(None)
 
-    def stop(self) -> None:
-        """Asks the worker to exit, and kills it when it does not in time."""
-        self.request_exit()
-        if _wait_closed(self.conn, STOP_GRACE_SECONDS):
-            self.conn.close()
-        else:
-            self.kill()
+    def kill(self, grace: float = 0.0) -> None:
+        """Kills the process unless it exits within `grace` seconds (by the thread that owns the worker)."""
+        if self.conn.closed:
+            return
+        if not _wait_closed(self.conn, grace):
+            self.signal_kill()
+            if not _wait_closed(self.conn, 5):
+                log.error("worker %s of %s did not die", self.pid, self.config.name)
+        self.conn.close()
 
 
 class InitProcess:
@@ -275,19 +265,17 @@ class FunctionPool:
         """Runs one invocation on a free worker, starting one when none is free and the pool may grow."""
         worker = self._acquire()
         init_ms, worker.init_duration_ms = worker.init_duration_ms, None
-        request_id = str(uuid.uuid4())
         started = time.monotonic()
         healthy = False
         try:
-            result = worker.invoke(event, request_id)
+            result = worker.invoke(event)
             healthy = True
         except HandlerError:
             healthy = True  # the runtime reports the error and the environment lives on
             raise
         finally:
             self._release(worker, healthy=healthy)
-        return Invocation(result=result, request_id=request_id, duration_ms=(time.monotonic() - started) * 1000,
-                          init_duration_ms=init_ms)
+        return Invocation(result=result, duration_ms=(time.monotonic() - started) * 1000, init_duration_ms=init_ms)
 
     def prewarm(self, count: int = 1) -> None:
         """Starts up to `count` workers now, so that the first requests find a warm one."""
@@ -315,7 +303,7 @@ class FunctionPool:
         for worker in idle:
             worker.request_exit()
         for worker in idle:
-            worker.stop()
+            worker.kill(grace=STOP_GRACE_SECONDS)
         with self._init_lock:
             if self._init is not None:
                 self._init.close()
@@ -372,9 +360,8 @@ def _serve(conn: Connection, handler: Handler, config: FunctionConfig) -> NoRetu
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
-        event, request_id = message
         try:
-            reply: tuple[str, Any] = ("ok", handler(event, config.context(request_id)))
+            reply: tuple[str, Any] = ("ok", handler(message, config.context()))
         except Exception as exc:
             reply = ("error", (type(exc).__name__, str(exc), traceback.format_exc()))
         sys.stdout.flush()

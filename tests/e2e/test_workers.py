@@ -161,7 +161,6 @@ def gateway_url(code_dir: Path) -> Iterator[tuple[str, FunctionPool]]:
     pool = FunctionPool(config(code_dir, timeout=1.5), max_workers=2)
     routes = [Route("ANY", "/echo/{action}", "StandInFunction", *compile_path("/echo/{action}"))]
     server = StageHTTPServer(("127.0.0.1", free_port()), Gateway(routes, {"StandInFunction": pool}))
-    server.ready.set()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", pool

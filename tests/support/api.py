@@ -44,7 +44,7 @@ class InProcess:
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
         result = load_handler(self.spec.code_uri, self.spec.handler)(event, LambdaContext(function_name=self.name))
-        return Invocation(result=result, request_id="", duration_ms=0.0, init_duration_ms=None)
+        return Invocation(result=result, duration_ms=0.0, init_duration_ms=None)
 
 
 class Api:
