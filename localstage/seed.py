@@ -23,7 +23,8 @@ from tickets.store.migrate import apply_migrations
 # sets no IDEMPOTENCY_TABLE (the tests) uses the table the stage creates.
 TABLE_NAMES = {"IdempotencyTable": str(Settings.model_fields["idempotency_table"].default)}
 
-ADMIN_TOKEN_VARIABLE = str(Settings.model_fields["admin_token"].alias)  # also how the stage's token is chosen
+_VARIABLES = {name: str(field.alias) for name, field in Settings.model_fields.items()}  # field -> variable
+ADMIN_TOKEN_VARIABLE = _VARIABLES["admin_token"]  # also how the stage's token is chosen
 
 DEMO_EVENT_ID = "11111111-1111-4111-8111-111111111111"
 DEMO_TIER_ID = "22222222-2222-4222-8222-222222222222"
@@ -39,10 +40,10 @@ def local_settings(database_url: str, admin_token: str) -> dict[str, str]:
     """The functions' settings that differ locally: where AWS has RDS Proxy with IAM sign-in and a
     Secrets Manager token, the stage has a database URL and a token of its own; PAYMENT_PROVIDER
     passes through from the developer's environment."""
-    variables = {name: str(field.alias) for name, field in Settings.model_fields.items()}
-    env = {variables["database_url"]: database_url, ADMIN_TOKEN_VARIABLE: admin_token}
-    if os.environ.get(variables["payment_provider"]):
-        env[variables["payment_provider"]] = os.environ[variables["payment_provider"]]
+    env = {_VARIABLES["database_url"]: database_url, ADMIN_TOKEN_VARIABLE: admin_token}
+    provider = _VARIABLES["payment_provider"]
+    if os.environ.get(provider):
+        env[provider] = os.environ[provider]
     return env
 
 
@@ -70,14 +71,15 @@ def prepare_database(database_url: str) -> list[str]:
 @contextmanager
 def _store_at(database_url: str) -> Iterator[None]:
     """The layer's store pointed at database_url for a while (it reads DATABASE_URL, as the functions do)."""
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = database_url
+    variable = _VARIABLES["database_url"]
+    previous = os.environ.get(variable)
+    os.environ[variable] = database_url
     settings.cache_clear()
     try:
         yield
     finally:
         if previous is None:
-            del os.environ["DATABASE_URL"]
+            del os.environ[variable]
         else:
-            os.environ["DATABASE_URL"] = previous
+            os.environ[variable] = previous
         settings.cache_clear()
