@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export PYTHONPATH := $(CURDIR):$(CURDIR)/layers/tickets
 STAMP := $(VENV)/.installed
 # The SAM CLI has its own virtualenv: its pinned dependencies must not move the project's.
 SAM_CLI_VERSION := 1.170.0
@@ -14,7 +13,7 @@ BUILD_DIR := .aws-sam/build
 
 .PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check bench-db
 
-$(STAMP): requirements-dev.txt layers/tickets/requirements.txt
+$(STAMP): requirements-dev.txt layers/tickets/requirements.txt layers/tickets/pyproject.toml
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "PostgreSQL server binaries are missing; installing (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
@@ -22,8 +21,9 @@ $(STAMP): requirements-dev.txt layers/tickets/requirements.txt
 	  echo "bats, jq or curl is missing (the stage checks need them); installing (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bats jq curl >/dev/null; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import psycopg, aws_lambda_powertools, moto, pytest"
+	# The layer as the functions see it on AWS: an importable `tickets` package (editable, so edits count at once).
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e layers/tickets 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import psycopg, aws_lambda_powertools, moto, pytest, tickets"
 	touch $(STAMP)
 
 dev: $(STAMP)  ## The whole API on 127.0.0.1:$${PORT:-3000}
@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/tickets/tickets localstage tools benchmarks tests/race/race.py
+	$(BIN)/mypy layers/tickets/tickets functions localstage tools benchmarks tests/race/race.py
 
 openapi: $(STAMP)  ## Regenerates openapi.json from the resolvers' routes and models
 	$(BIN)/python -m tools.openapi > openapi.json

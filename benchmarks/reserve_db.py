@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,13 +21,11 @@ from pathlib import Path
 
 import psycopg
 
-from localstage.lambda_runtime import ensure_layer_on_path
-from localstage.postgres import PostgresCluster, _bin_dir
-
-ensure_layer_on_path()
-from tickets.domain.events import create_event  # noqa: E402 - the layer's package, on the path just above
-from tickets.models import EventCreate  # noqa: E402
-from tickets.store.migrate import apply_migrations  # noqa: E402
+from localstage.postgres import bin_dir
+from localstage.runtime import LocalBackends
+from localstage.template import load_template
+from tickets.domain.events import create_event
+from tickets.models import EventCreate
 
 CAPACITY = 1_000_000
 
@@ -51,7 +48,7 @@ def create_hot_event(url: str) -> tuple[str, str]:
 def run_pgbench(url: str, script: Path, clients: int, seconds: int) -> tuple[float, float, int]:
     """(transactions per second, mean latency ms, failed transactions)."""
     completed = subprocess.run(
-        [str(_bin_dir() / "pgbench"), "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 4)),
+        [str(bin_dir() / "pgbench"), "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 4)),
          "-T", str(seconds), "-f", str(script), url],
         capture_output=True, text=True, check=True)
     tps = float(re.search(r"tps = ([\d.]+)", completed.stdout).group(1))  # type: ignore[union-attr]
@@ -63,19 +60,16 @@ def run_pgbench(url: str, script: Path, clients: int, seconds: int) -> tuple[flo
 def main() -> int:
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     client_counts = [int(n) for n in os.environ.get("BENCH_CLIENTS", "1,4,16,64").split(",")]
-    url = os.environ.get("DATABASE_URL")
-    cluster = None
-    workdir = Path(tempfile.mkdtemp(prefix="tickets-bench-"))
-    try:
-        if not url:
-            cluster = PostgresCluster(workdir / "data", durable=True)  # fsync on: commits cost what they cost
-            url = cluster.start()
-        apply_migrations(url)
+    given = os.environ.get("DATABASE_URL")
+    # A throwaway cluster unless DATABASE_URL is set; fsync on: commits cost what they cost.
+    with LocalBackends(load_template(), database_url=given, dynamodb=False) as backends, \
+            tempfile.TemporaryDirectory(prefix="tickets-bench-") as workdir:
+        url = backends.database_url
         event_id, tier_id = create_hot_event(url)
-        script = workdir / "reserve.sql"
+        script = Path(workdir) / "reserve.sql"
         script.write_text(PGBENCH_SCRIPT.format(event=event_id, tier=tier_id), encoding="utf-8")
         print(f"reserve_seats on one tier, {seconds} s per row, {os.cpu_count()} CPUs, "
-              f"{'throwaway cluster' if cluster else 'DATABASE_URL'}")
+              f"{'DATABASE_URL' if given else 'throwaway cluster'}")
         print(f"{'clients':>8} {'reservations/s':>15} {'mean latency ms':>16} {'failed':>7}")
         for clients in client_counts:
             tps, latency, failed = run_pgbench(url, script, clients, seconds)
@@ -86,10 +80,6 @@ def main() -> int:
                 " (SELECT seats_taken FROM tier_inventory WHERE tier_id = %s)", (tier_id, tier_id)).fetchone()  # type: ignore[misc]
         print(f"held seats {held}, inventory seats_taken {taken}: {'consistent' if held == taken else 'MISMATCH'}")
         return 0 if held == taken else 1
-    finally:
-        if cluster is not None:
-            cluster.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

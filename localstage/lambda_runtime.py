@@ -18,23 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER_PATH = ROOT / "layers" / "tickets"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def ensure_layer_on_path() -> None:
-    """Lambda puts a layer's python/ folder on sys.path; locally the layer's source is that folder."""
-    if str(LAYER_PATH) not in sys.path:
-        sys.path.insert(0, str(LAYER_PATH))
-
-
-def load_handler(code_uri: str, handler: str = "app.lambda_handler") -> Handler:
-    """Imports a function's handler the way the Lambda runtime does, under a unique module name."""
-    ensure_layer_on_path()
-    module_name, _, attribute = handler.rpartition(".")
+def load_module(code_uri: str, module_name: str = "app") -> ModuleType:
+    """Imports a function's module once, under a name of its own (every function has an app.py)."""
     source = (ROOT / code_uri / f"{module_name.replace('.', '/')}.py").resolve()
     unique = f"function_{source.parent.name}_{module_name.replace('.', '_')}"
     module = sys.modules.get(unique)
@@ -44,12 +36,13 @@ def load_handler(code_uri: str, handler: str = "app.lambda_handler") -> Handler:
         module = importlib.util.module_from_spec(spec)
         sys.modules[unique] = module
         spec.loader.exec_module(module)
-    return getattr(module, attribute)  # type: ignore[no-any-return]
+    return module
 
 
-def load_module(code_uri: str, module_name: str = "app") -> ModuleType:
-    load_handler(code_uri, f"{module_name}.lambda_handler")
-    return sys.modules[f"function_{(ROOT / code_uri).resolve().name}_{module_name}"]
+def load_handler(code_uri: str, handler: str = "app.lambda_handler") -> Handler:
+    """A function's handler (template.yaml's Handler: module.attribute), imported as the Lambda runtime does."""
+    module_name, _, attribute = handler.rpartition(".")
+    return getattr(load_module(code_uri, module_name), attribute)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -83,6 +76,7 @@ def http_event(
     query: str = "",
     body: str | bytes | dict[str, Any] | list[Any] | None = None,
     source_ip: str = "127.0.0.1",
+    host: str = "localhost",
 ) -> dict[str, Any]:
     """An API Gateway HTTP API payload format 2.0 event, as the $default stage sends it."""
     lowered = {name.lower(): value for name, value in (headers or {}).items()}
@@ -106,8 +100,8 @@ def http_event(
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",
-            "domainName": "localhost",
-            "domainPrefix": "localhost",
+            "domainName": host,
+            "domainPrefix": host.split(".", 1)[0].split(":", 1)[0],
             "http": {
                 "method": method,
                 "path": path,
@@ -124,14 +118,23 @@ def http_event(
         "isBase64Encoded": is_base64,
     }
     if query:
-        event["queryStringParameters"] = {
-            name: value for name, _, value in (part.partition("=") for part in query.split("&") if part)
-        }
+        event["queryStringParameters"] = query_parameters(query)
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     if body is not None:
         event["body"] = body
     return event
+
+
+def query_parameters(raw_query: str) -> dict[str, str]:
+    """queryStringParameters as HTTP APIs give them: decoded, repeated names joined with commas."""
+    values: dict[str, list[str]] = {}
+    for part in raw_query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        values.setdefault(unquote(name), []).append(unquote(value))
+    return {name: ",".join(items) for name, items in values.items()}
 
 
 def authorizer_event(request: dict[str, Any]) -> dict[str, Any]:

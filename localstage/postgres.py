@@ -27,7 +27,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _bin_dir() -> Path:
+def bin_dir() -> Path:
+    """Where the PostgreSQL server programs are (initdb, pg_ctl, pgbench)."""
     found = shutil.which("pg_ctl")
     if found:
         return Path(os.path.realpath(found)).parent
@@ -57,7 +58,7 @@ class PostgresCluster:
         self.durable = durable
         self.port: int | None = None
         self._user = _server_user()
-        self._bin = _bin_dir()
+        self._bin = bin_dir()
 
     @property
     def url(self) -> str:
@@ -127,7 +128,3 @@ class PostgresCluster:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop", check=False)
         self.port = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.data_dir, ignore_errors=True)

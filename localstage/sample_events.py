@@ -16,12 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from localstage.lambda_runtime import ROOT, apply_authorizer_result, authorizer_event, http_event, scheduled_event
-from localstage.stage import (
-    DEMO_ADMIN_TOKEN,
-    DEMO_EVENT_ID,
-    DEMO_RESERVATION_ID,
-    DEMO_TICKET_CODE,
-)
+from localstage.seed import DEMO_ADMIN_TOKEN, DEMO_EVENT_ID, DEMO_RESERVATION_ID, DEMO_TICKET_CODE
 from localstage.template import load_template
 
 EVENTS_DIR = ROOT / "events"
@@ -79,8 +74,7 @@ def sample_events() -> dict[str, dict[str, Any]]:
         if body is not None:
             event["headers"]["content-length"] = str(len(event["body"].encode()))
         context = event["requestContext"]
-        context.update(requestId=REQUEST_ID, time=TIME, timeEpoch=TIME_EPOCH, domainName="localhost",
-                       domainPrefix="localhost")
+        context.update(requestId=REQUEST_ID, time=TIME, timeEpoch=TIME_EPOCH)
         if routes[route_key].authorizer is not None:
             # What the function sees once the route's authorizer accepted the sample token; the
             # authorizer's own sample is the request before that.

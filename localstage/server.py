@@ -11,17 +11,16 @@ import base64
 import binascii
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from localstage.lambda_runtime import AUTHORIZER_REFUSAL, apply_authorizer_result, authorizer_event, http_event
 from localstage.template import Route, match_route
-from localstage.workers import FunctionPool, HandlerError, Invocation, InvokeFailure
+from localstage.workers import HandlerError, Invocation, InvokeFailure
 
 log = logging.getLogger("localstage")
 
@@ -56,17 +55,6 @@ class Response:
         return cls(status, [("Content-Type", "application/json"), *(headers or [])], error_body(code, message))
 
 
-def query_parameters(raw_query: str) -> dict[str, str]:
-    """queryStringParameters as HTTP APIs give them: decoded, repeated names joined with commas."""
-    values: dict[str, list[str]] = {}
-    for part in raw_query.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        values.setdefault(unquote(name), []).append(unquote(value))
-    return {name: ",".join(items) for name, items in values.items()}
-
-
 def build_event(route: Route, path_parameters: Mapping[str, str], *, method: str, raw_path: str, raw_query: str,
                 headers: list[tuple[str, str]], body: bytes | None, source_ip: str, host: str) -> dict[str, Any]:
     """The payload 2.0 event API Gateway sends for this request."""
@@ -88,14 +76,9 @@ def build_event(route: Route, path_parameters: Mapping[str, str], *, method: str
     if ":" in host:
         joined.setdefault("x-forwarded-port", host.rsplit(":", 1)[1])
     event = http_event(method, raw_path, route_key=route.route_key, path_parameters=path_parameters or None,
-                       headers=joined, query=raw_query, body=body, source_ip=source_ip)
-    if raw_query:
-        event["queryStringParameters"] = query_parameters(raw_query)
+                       headers=joined, query=raw_query, body=body, source_ip=source_ip, host=host or "localhost")
     if cookies:
         event["cookies"] = cookies
-    if host:
-        event["requestContext"]["domainName"] = host
-        event["requestContext"]["domainPrefix"] = host.split(".", 1)[0].split(":", 1)[0]
     return event
 
 
@@ -132,12 +115,21 @@ def lambda_response(result: Any) -> Response:
     return Response(status, headers, body)
 
 
-class Gateway:
-    """Routes requests to functions; thread-safe (each call blocks on one worker)."""
+class Function(Protocol):
+    """What the gateway invokes: a function's pool of workers (localstage.workers.FunctionPool)."""
 
-    def __init__(self, routes: list[Route], pools: Mapping[str, FunctionPool]) -> None:
+    @property
+    def name(self) -> str: ...
+
+    def invoke(self, event: dict[str, Any]) -> Invocation: ...
+
+
+class Gateway:
+    """Routes requests to functions (by logical id); thread-safe when the functions are (a pool is)."""
+
+    def __init__(self, routes: list[Route], functions: Mapping[str, Function]) -> None:
         self.routes = routes
-        self.pools = pools
+        self.functions = functions
 
     def handle(self, method: str, target: str, *, headers: list[tuple[str, str]], body: bytes | None,
                source_ip: str, host: str) -> tuple[Response, str]:
@@ -153,29 +145,29 @@ class Gateway:
         if found.route.authorizer is not None:
             # As API Gateway does: the route's Lambda authorizer first; a failure there is a 500
             # and a refusal a 403, each in API Gateway's own body.
-            outcome, note = self._invoke(self.pools[found.route.authorizer], authorizer_event(event))
+            outcome, note = self._invoke(self.functions[found.route.authorizer], authorizer_event(event))
             if isinstance(outcome, Response):
                 return Response(500, [("Content-Type", "application/json")],
                                 b'{"message":"Internal Server Error"}'), f"authorizer: {note}"
             if not apply_authorizer_result(event, outcome.result):
                 return Response(403, [("Content-Type", "application/json")], AUTHORIZER_REFUSAL.encode()), note
-        outcome, note = self._invoke(self.pools[found.route.function], event)
+        function = self.functions[found.route.function]
+        outcome, note = self._invoke(function, event)
         if isinstance(outcome, Response):
             return outcome, note
-        pool = self.pools[found.route.function]
         try:
             response = lambda_response(outcome.result)
         except (ValueError, TypeError, binascii.Error) as exc:
-            log.error("%s: malformed Lambda response (%s): %.500r", pool.name, exc, outcome.result)
+            log.error("%s: malformed Lambda response (%s): %.500r", function.name, exc, outcome.result)
             return (Response.error(500, "internal_error", "The function returned a malformed response."),
-                    f"{pool.name} malformed response")
+                    f"{function.name} malformed response")
         return response, note
 
     @staticmethod
-    def _invoke(pool: FunctionPool, event: dict[str, Any]) -> tuple[Invocation | Response, str]:
+    def _invoke(function: Function, event: dict[str, Any]) -> tuple[Invocation | Response, str]:
         """The invocation, or the error response API Gateway would give when it failed."""
         try:
-            invocation = pool.invoke(event)
+            invocation = function.invoke(event)
         except InvokeFailure as failure:
             log.error("%s", failure.message)
             retry = [("Retry-After", RETRY_AFTER_SECONDS)]
@@ -185,12 +177,12 @@ class Gateway:
                 "init": "The function could not start; retry shortly.",
                 "closed": "The local stage is stopping.",
             }.get(failure.kind, "The function is unavailable; retry shortly.")
-            return Response.error(503, "unavailable", message, retry), f"{pool.name} {failure.kind}"
+            return Response.error(503, "unavailable", message, retry), f"{function.name} {failure.kind}"
         except HandlerError as error:
-            log.error("%s: unhandled %s\n%s", pool.name, error.error_type, error.trace)
+            log.error("%s: unhandled %s\n%s", function.name, error.error_type, error.trace)
             return (Response.error(500, "internal_error", "An unexpected error occurred; it has been logged."),
-                    f"{pool.name} unhandled {error.error_type}")
-        note = f"{pool.name} {invocation.duration_ms:.0f} ms"
+                    f"{function.name} unhandled {error.error_type}")
+        note = f"{function.name} {invocation.duration_ms:.0f} ms"
         if invocation.init_duration_ms is not None:
             note += f" (cold start, init {invocation.init_duration_ms:.0f} ms)"
         return invocation, note
@@ -202,8 +194,7 @@ class StageHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], gateway: Gateway | None = None) -> None:
         super().__init__(address, _RequestHandler)
-        self.gateway = gateway
-        self.ready = threading.Event()
+        self.gateway = gateway  # set once the functions are ready: until then the stage answers 503
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -231,27 +222,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return False
         return super().handle_expect_100()
 
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_HEAD(self) -> None:
-        self._serve()
-
-    def do_OPTIONS(self) -> None:
-        self._serve()
-
     def _serve(self) -> None:
         started = time.monotonic()
         request_id = str(uuid.uuid4())
@@ -264,7 +234,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             note = "rejected"
         else:
             gateway = self.server.gateway
-            if gateway is None or not self.server.ready.is_set():
+            if gateway is None:
                 response = Response.error(503, "unavailable", "The local stage is starting; retry shortly.",
                                           [("Retry-After", RETRY_AFTER_SECONDS)])
                 note = "starting"
@@ -275,6 +245,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._write(response, request_id)
         log.info('%s "%s %s" %d %d B %.0f ms  %s', self.client_address[0], self.command, self.path,
                  response.status, len(response.body), (time.monotonic() - started) * 1000, note)
+
+    # BaseHTTPRequestHandler calls do_<METHOD>: every method goes to the gateway, which routes it.
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():

@@ -1,8 +1,9 @@
 """`python -m localstage`: the whole deployed API on loopback, in one foreground process tree.
 
-PostgreSQL (a private cluster kept under the state directory, or DATABASE_URL), DynamoDB (moto in
-server mode) with the idempotency table, one worker pool per function of template.yaml, the HTTP
-API on 127.0.0.1:$PORT and the scheduled functions. Ctrl-C or SIGTERM stops all of it.
+PostgreSQL (a private cluster kept under the state directory, or DATABASE_URL) and DynamoDB (moto
+in server mode) with template.yaml's tables, one worker pool per function of template.yaml (all
+three from localstage.runtime), the HTTP API on 127.0.0.1:$PORT and the scheduled functions.
+Ctrl-C or SIGTERM stops all of it.
 """
 
 from __future__ import annotations
@@ -20,55 +21,26 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-from psycopg.types.json import Jsonb
-
-from localstage.dynamodb import LocalDynamoDB
-from localstage.lambda_runtime import LAYER_PATH, ROOT, ensure_layer_on_path, scheduled_event
-from localstage.postgres import PostgresCluster
+from localstage.lambda_runtime import ROOT, scheduled_event
+from localstage.runtime import Backends, LocalBackends, StageError, at_once, close_pools, function_pools, redact
+from localstage.seed import ADMIN_TOKEN_VARIABLE, examples
 from localstage.server import Gateway, StageHTTPServer
-from localstage.template import FunctionSpec, Schedule, Template, load_template
-from localstage.workers import FunctionConfig, FunctionPool, HandlerError, InvokeFailure
-
-ensure_layer_on_path()
-from tickets.store.migrate import apply_migrations  # noqa: E402 - the layer's package, on the path just above
+from localstage.template import Schedule, Template, load_template
+from localstage.workers import FunctionPool, HandlerError, InvokeFailure
 
 log = logging.getLogger("localstage")
 
 DEFAULT_PORT = 3000
 DEFAULT_CONCURRENCY = 8
-IDEMPOTENCY_TABLE = "tickets-idempotency"
 READY_TIMEOUT_SECONDS = 60.0
-
-# The demo event the sample events in events/ refer to.
-DEMO_EVENT_ID = "11111111-1111-4111-8111-111111111111"
-DEMO_TIER_ID = "22222222-2222-4222-8222-222222222222"
-DEMO_RESERVATION_ID = "33333333-3333-4333-8333-333333333333"
-DEMO_TICKET_CODE = "DEMO0000000000000000000000000001"
-DEMO_ADMIN_TOKEN = "local-admin-token"  # noqa: S105 - a public demo value: the token in the sample events (make invoke)
-
-
-class StageError(Exception):
-    """A reason the stage cannot start, worded for the person who started it."""
 
 
 class StageStopped(Exception):
     """Ctrl-C or SIGTERM arrived while the stage was still starting."""
-
-
-def redact(url: str) -> str:
-    """A database URL fit for a terminal: the password, if any, replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def state_dir() -> Path:
@@ -132,115 +104,6 @@ class StageLock:
         self._fd = None
 
 
-def check_reachable(directory: Path) -> None:
-    """Under root, PostgreSQL runs as `postgres`, which must be able to reach the state directory."""
-    if os.geteuid() != 0:
-        return
-    mode = directory.stat().st_mode
-    if not mode & 0o001:
-        directory.chmod(mode | 0o711)  # our own folder: let the server user through
-    for folder in directory.parents:
-        if folder.exists() and not os.stat(folder).st_mode & 0o001:
-            raise StageError(
-                f"PostgreSQL runs as the user 'postgres', which cannot enter {folder} (mode "
-                f"{oct(os.stat(folder).st_mode & 0o777)}). Set LOCAL_STAGE_DIR to a folder it can reach, "
-                f"or run: chmod o+x {folder}")
-
-
-def stop_orphan_postgres(data_dir: Path) -> None:
-    """Stops a server left running on data_dir by a stage that was killed (we hold the lock)."""
-    pid_file = data_dir / "postmaster.pid"
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return  # no server, or a stale pid file that PostgreSQL itself will clear
-    if b"postgres" in cmdline:
-        log.warning("stopping PostgreSQL (pid %d) left running on %s by an earlier stage", pid, data_dir)
-        PostgresCluster(data_dir).stop()
-
-
-# ---------------------------------------------------------------------------------------------
-# The database: migrations and the demo event.
-
-
-def apply_schema(database_url: str) -> list[str]:
-    return apply_migrations(database_url)
-
-
-def seed_demo_event(database_url: str) -> bool:
-    """The demo event of the sample events (events/*.json); True when it was inserted now."""
-    demo = {"event_id": DEMO_EVENT_ID, "name": "Demo Night", "venue": "Local Stage",
-            "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR", "hold_seconds": 600,
-            "tiers": [{"tier_id": DEMO_TIER_ID, "name": "General", "capacity": 100, "price": 2500,
-                       "max_per_order": 10}]}
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT create_event(%s)->>'outcome'", (Jsonb(demo),)).fetchone()
-    return row is not None and row[0] == "created"
-
-
-# ---------------------------------------------------------------------------------------------
-# The functions' environment.
-
-
-@dataclass(frozen=True)
-class Backends:
-    database_url: str
-    dynamodb_endpoint: str
-    admin_token: str
-    table_name: str = IDEMPOTENCY_TABLE
-
-
-def function_environment(template: Template, spec: FunctionSpec, backends: Backends) -> dict[str, str]:
-    """What the function's process sees: Lambda's variables, then the template's with !Ref resolved."""
-    refs = {"IdempotencyTable": backends.table_name, "StageName": "local"}
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/"),
-        "LANG": "C.UTF-8",
-        "TZ": "UTC",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAYER_PATH)]),
-        "PYTHONUNBUFFERED": "1",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_CONFIG_FILE": os.devnull,  # the developer's profiles must not redirect the functions
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_DYNAMODB": backends.dynamodb_endpoint,
-        "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.logical_id}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
-    }
-    env.update(template.environment(spec, refs))
-    env.update({
-        # Where AWS has RDS Proxy with IAM auth and a Secrets Manager token, the stage has its own.
-        "DATABASE_URL": backends.database_url,
-        "TICKETS_ADMIN_TOKEN": backends.admin_token,
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
-    })
-    if os.environ.get("PAYMENT_PROVIDER"):
-        env["PAYMENT_PROVIDER"] = os.environ["PAYMENT_PROVIDER"]
-    env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tickets")
-    return env
-
-
-def function_config(template: Template, spec: FunctionSpec, backends: Backends) -> FunctionConfig:
-    return FunctionConfig(name=spec.logical_id, code_uri=spec.code_uri, handler=spec.handler,
-                          timeout_seconds=spec.timeout_seconds, memory_mb=spec.memory_mb,
-                          environment=function_environment(template, spec, backends))
-
-
-def quiet_moto() -> None:
-    """moto's server logs every request through werkzeug, boto3 its credentials: the stage logs its own."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    for name in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 # ---------------------------------------------------------------------------------------------
 # The stage.
 
@@ -260,8 +123,8 @@ class Stage:
         self.directory = state_dir()
         self.port = _int_env("PORT", DEFAULT_PORT)
         self.concurrency = max(1, _int_env("LOCAL_STAGE_CONCURRENCY", DEFAULT_CONCURRENCY))
-        self.token = os.environ.get("TICKETS_ADMIN_TOKEN") or secrets.token_urlsafe(24)
-        self.token_generated = not os.environ.get("TICKETS_ADMIN_TOKEN")
+        self.token = os.environ.get(ADMIN_TOKEN_VARIABLE) or secrets.token_urlsafe(24)
+        self.token_generated = not os.environ.get(ADMIN_TOKEN_VARIABLE)
         self.stop_event = threading.Event()
         self._serving = False
         self._lock = StageLock(self.directory)
@@ -342,40 +205,20 @@ class Stage:
         self.port = httpd.server_address[1]
         base_url = f"http://127.0.0.1:{self.port}"
 
-        database_url = self._start_database()
-        applied = apply_schema(database_url)
-        log.info("migrations: %s", ", ".join(applied) if applied else "schema is up to date")
-        if seed_demo_event(database_url):
-            log.info("seeded the demo event %s", DEMO_EVENT_ID)
-
-        quiet_moto()
-        dynamodb = LocalDynamoDB()
-        endpoint = dynamodb.start(IDEMPOTENCY_TABLE)
-        self._defer("DynamoDB (moto)", dynamodb.stop)
-        log.info("DynamoDB (moto) at %s, table %s", endpoint, IDEMPOTENCY_TABLE)
-
-        backends = Backends(database_url=database_url, dynamodb_endpoint=endpoint, admin_token=self.token)
-        pools = {
-            spec.logical_id: FunctionPool(function_config(template, spec, backends), self.concurrency)
-            for spec in template.functions.values()
-        }
-
-        def close_pools() -> None:
-            closers = [threading.Thread(target=pool.close) for pool in pools.values()]
-            for closer in closers:
-                closer.start()
-            for closer in closers:
-                closer.join()
-
-        self._defer("the function workers", close_pools)
+        local = LocalBackends(template, database_url=os.environ.get("DATABASE_URL"),
+                              data_dir=self.directory / "pgdata")
+        self._defer("PostgreSQL and DynamoDB", local.stop)
+        backends = local.start()
+        pools = function_pools(template, backends, admin_token=self.token, max_workers=self.concurrency)
+        self._defer("the function workers", lambda: close_pools(pools))
         self._prewarm([pools[spec.logical_id] for spec in template.functions.values()
                        if spec.routes or spec.schedules])
 
         stage_file(self.directory).write_text(json.dumps({
             "base_url": base_url,
-            "database_url": database_url,
-            "dynamodb_endpoint": endpoint,
-            "idempotency_table": IDEMPOTENCY_TABLE,
+            "database_url": backends.database_url,
+            "dynamodb_endpoint": backends.dynamodb_endpoint,
+            "tables": backends.tables,
             "token": self.token,
             "pid": os.getpid(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -383,7 +226,6 @@ class Stage:
         os.chmod(stage_file(self.directory), 0o600)  # it holds the organizer token
 
         httpd.gateway = Gateway(template.routes, pools)
-        httpd.ready.set()
         server_thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
         server_thread.start()
 
@@ -394,26 +236,7 @@ class Stage:
         self._defer("the HTTP server", stop_http)
         self._start_schedules(template.schedules, pools)
         self._self_check(base_url)
-        self._banner(template, base_url, database_url, endpoint)
-
-    def _start_database(self) -> str:
-        configured = os.environ.get("DATABASE_URL")
-        if configured:
-            log.info("using the database at DATABASE_URL")
-            return configured
-        data_dir = self.directory / "pgdata"
-        check_reachable(self.directory)
-        stop_orphan_postgres(data_dir)
-        cluster = PostgresCluster(data_dir, durable=True)
-        fresh = not cluster.initialized()
-        log.info("%s PostgreSQL in %s", "initialising" if fresh else "starting", data_dir)
-        self._defer("PostgreSQL", cluster.stop)
-        try:
-            url = cluster.start()
-        except RuntimeError as exc:
-            raise StageError(str(exc)) from None
-        log.info("PostgreSQL at %s", redact(url))
-        return url
+        self._banner(template, base_url, backends)
 
     def _prewarm(self, pools: list[FunctionPool]) -> None:
         """One warm worker per function, started side by side, so the first requests are fast."""
@@ -426,12 +249,7 @@ class Stage:
             except InvokeFailure as failure:
                 failures.append(failure.message)
 
-        threads = [threading.Thread(target=warm, args=(pool,), daemon=True) for pool in pools]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)  # short waits, so that a signal is seen promptly
+        at_once(warm, pools)
         if failures:
             raise StageError("a function could not start:\n" + "\n".join(failures))
         log.info("started %d functions in %.1f s", len(pools), time.monotonic() - started)
@@ -488,30 +306,21 @@ class Stage:
             time.sleep(0.5)
         raise StageError(f"GET /health did not answer 200 within {READY_TIMEOUT_SECONDS:.0f} s ({last})")
 
-    def _banner(self, template: Template, base_url: str, database_url: str, endpoint: str) -> None:
-        token = self.token
-        demo = DEMO_EVENT_ID
+    def _banner(self, template: Template, base_url: str, backends: Backends) -> None:
         routes = "\n".join(f"    {route.method:<6} {route.path:<40} {route.function}" for route in
                            sorted(template.routes, key=lambda r: (r.path, r.method)))
-        create = ('{"name":"Spring Gala","starts_at":"2030-04-01T19:00:00Z","tiers":'
-                  '[{"name":"General","capacity":100,"price":2500}]}')
-        token_note = " (generated; set TICKETS_ADMIN_TOKEN to choose it)" if self.token_generated else ""
+        token_note = f" (generated; set {ADMIN_TOKEN_VARIABLE} to choose it)" if self.token_generated else ""
         print(f"""
 Local stage at {base_url}
-  organizer token: {token}{token_note}
-  database:        {redact(database_url)}
-  dynamodb:        {endpoint} (table {IDEMPOTENCY_TABLE})
+  organizer token: {self.token}{token_note}
+  database:        {redact(backends.database_url)}
+  dynamodb:        {backends.dynamodb_endpoint} (tables {", ".join(backends.tables.values())})
   state:           {self.directory}
   routes:
 {routes}
 
 Try:
-  curl -s {base_url}/health
-  curl -s -X POST {base_url}/events -H 'Authorization: Bearer {token}' \\
-       -H 'Content-Type: application/json' -d '{create}'
-  curl -s -X POST {base_url}/events/{demo}/reservations -H 'Idempotency-Key: try-1' \\
-       -H 'Content-Type: application/json' -d '{{"quantity":2}}'
-  curl -s {base_url}/events/{demo}/availability
+{examples(base_url, self.token)}
 
 Ready: {base_url} (GET /health answered 200). Press Ctrl-C to stop.""", flush=True)
 

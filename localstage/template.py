@@ -1,4 +1,4 @@
-"""What the local stage reads from template.yaml: functions, their routes, schedules and environment.
+"""What the local stage reads from template.yaml: functions, their routes, schedules and environment; tables.
 
 The template is the single source of truth: a route, a timeout or an environment variable added
 there is served locally without touching the stage.
@@ -89,6 +89,7 @@ class Template:
     parameters: dict[str, dict[str, Any]]
     routes: list[Route]
     schedules: list[Schedule]
+    tables: dict[str, dict[str, Any]]  # logical id -> Properties of each AWS::DynamoDB::Table
 
     def function(self, name: str) -> FunctionSpec:
         """A function by logical id (ReserveFunction) or folder name (reserve), case-insensitively."""
@@ -210,7 +211,10 @@ def load_template(path: Path = TEMPLATE_PATH) -> Template:
     functions: dict[str, FunctionSpec] = {}
     routes: list[Route] = []
     schedules: list[Schedule] = []
+    tables: dict[str, dict[str, Any]] = {}
     for logical_id, resource in (document.get("Resources") or {}).items():
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::DynamoDB::Table":
+            tables[logical_id] = dict(resource.get("Properties") or {})
         if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::Function":
             continue
         props = resource.get("Properties") or {}
@@ -246,7 +250,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> Template:
     # The most specific route first: more literal segments, then no greedy parameter, then a method over ANY.
     routes.sort(key=lambda r: (-r.static_segments, r.greedy, r.method == "ANY"))
     return Template(functions=functions, parameters=dict(document.get("Parameters") or {}), routes=routes,
-                    schedules=schedules)
+                    schedules=schedules, tables=tables)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,21 @@
 """Lambda-like execution environments: per function, a pool of worker processes.
 
-Each worker is a separate Python process (`python -m localstage.workers FD`) that imports one
-function's handler once, with the function's environment set before the import, and then runs
-one invocation at a time, keeping its module state (the database connection) between them, as a
-Lambda execution environment does. A pool grows on demand up to its maximum, so concurrent
-requests really run at once; requests beyond the maximum wait for a free worker. A worker that
-runs past the function's timeout is killed, as is one that crashes; either way the invocation
-fails with `InvokeFailure` and the next request gets a fresh worker.
+A pool's first worker starts the function's init process (`python -m localstage.workers FD`): a
+process with the function's environment that imports the handler once, as Lambda's init phase
+does. Every worker is forked from it, so it starts initialised in a few milliseconds and from then
+on has module state of its own (the database connection, the clients), as a Lambda execution
+environment has. A worker runs one invocation at a time and keeps that state between them. A pool
+grows on demand up to its maximum, so concurrent requests really run at once; requests beyond the
+maximum wait for a free worker. A worker that runs past the function's timeout is killed, as is one
+that crashes; either way the invocation fails with `InvokeFailure` and the next request gets a
+fresh worker. The local stage runs a pool per function of template.yaml (localstage.runtime), and
+so do the tests' races.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -21,17 +25,17 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from dataclasses import dataclass
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
-from localstage.lambda_runtime import ROOT, LambdaContext, ensure_layer_on_path, load_handler
+from localstage.lambda_runtime import ROOT, Handler, LambdaContext, load_handler
 
 log = logging.getLogger("localstage")
 
 # Lambda gives the init phase (imports, module-level clients) its own limit, apart from the
-# function's timeout; locally it is more generous, since several workers may start at once.
+# function's timeout; locally it is more generous, since several functions may start at once.
 INIT_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 2.0
 
@@ -48,9 +52,10 @@ class InvokeFailure(Exception):
 class HandlerError(Exception):
     """The handler raised: Lambda reports an unhandled error (API Gateway answers 500)."""
 
-    def __init__(self, error_type: str, trace: str) -> None:
+    def __init__(self, error_type: str, message: str, trace: str) -> None:
         super().__init__(error_type)
         self.error_type = error_type
+        self.message = message
         self.trace = trace
 
 
@@ -65,134 +70,126 @@ class FunctionConfig:
     memory_mb: int
     environment: dict[str, str]
 
+    def context(self) -> LambdaContext:
+        return LambdaContext(function_name=self.name, timeout_seconds=self.timeout_seconds,
+                             memory_limit_in_mb=self.memory_mb, log_group_name=f"/aws/lambda/{self.name}")
+
 
 @dataclass(frozen=True)
 class Invocation:
     result: Any
-    request_id: str
     duration_ms: float
     init_duration_ms: float | None  # set on a cold start
 
 
+def _wait_closed(conn: Connection, timeout: float) -> bool:
+    """Waits until the other end closes (its process is gone); False when it is still open after `timeout`."""
+    deadline = time.monotonic() + timeout
+    try:
+        while conn.poll(max(0.0, deadline - time.monotonic())):
+            conn.recv_bytes()  # a late reply
+    except (EOFError, OSError):
+        return True
+    return False
+
+
 class Worker:
-    """One execution environment: a process with the handler imported, used by one thread at a time."""
+    """One execution environment: a process forked from the init process, used by one thread at a time."""
 
-    def __init__(self, config: FunctionConfig) -> None:
+    def __init__(self, config: FunctionConfig, pid: int, conn: Connection) -> None:
         self.config = config
-        parent_end, child_end = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "localstage.workers", str(child_end.fileno())],
-                env=config.environment,
-                pass_fds=(child_end.fileno(),),
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                process_group=0,  # the terminal's Ctrl-C goes to the stage, which stops workers itself
-            )
-        finally:
-            child_end.close()
-        self.conn = Connection(parent_end.detach())
+        self.pid = pid
+        self.conn = conn
         self.init_duration_ms: float | None = None
-        self._kill_lock = threading.Lock()
-        self._dead = False
-        self._exit_requested = False
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self, timeout: float = INIT_TIMEOUT_SECONDS) -> None:
-        """Sends the worker its function and waits for the handler's import (the init phase)."""
-        started = time.monotonic()
-        setup = {
-            "name": self.config.name,
-            "code_uri": self.config.code_uri,
-            "handler": self.config.handler,
-            "timeout_seconds": self.config.timeout_seconds,
-            "memory_mb": self.config.memory_mb,
-        }
-        try:
-            self.conn.send(setup)
-            ready = self.conn.poll(timeout)
-            if ready:
-                kind, detail = self.conn.recv()
-        except (EOFError, OSError) as exc:
-            code = self._exit_code()
-            self.kill()
-            raise InvokeFailure("init", f"{self.config.name}: the worker exited during init "
-                                        f"(exit code {code})") from exc
-        if not ready:
-            self.kill()
-            raise InvokeFailure("init", f"{self.config.name}: init did not finish within {timeout:.0f}s")
-        if kind != "ready":
-            self.kill()
-            raise InvokeFailure("init", f"{self.config.name}: init failed:\n{detail}")
-        self.init_duration_ms = (time.monotonic() - started) * 1000
-
-    def _exit_code(self) -> int | None:
-        """The exit code of a worker whose connection closed (it may take a moment to exit)."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(1)
-        return self.process.poll()
-
-    def invoke(self, event: dict[str, Any], request_id: str) -> Any:
-        """The handler's result; raises HandlerError, or InvokeFailure after killing the worker."""
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """The handler's result; raises HandlerError, or InvokeFailure when the worker is gone."""
         timeout = self.config.timeout_seconds
         try:
-            self.conn.send((event, request_id))
-            ready = self.conn.poll(timeout + 0.1)
-        except (OSError, EOFError) as exc:
-            self.kill()
-            raise InvokeFailure("crash", f"{self.config.name}: the worker is gone "
-                                         f"(exit code {self.process.poll()})") from exc
-        if not ready:
-            self.kill()
-            raise InvokeFailure("timeout", f"{self.config.name}: task timed out after {timeout:g} seconds; "
-                                           f"worker {self.pid} killed")
-        try:
+            self.conn.send(event)
+            if not self.conn.poll(timeout + 0.1):
+                self.kill()
+                raise InvokeFailure("timeout", f"{self.config.name}: task timed out after {timeout:g} seconds; "
+                                               f"worker {self.pid} killed")
             kind, payload = self.conn.recv()
         except (EOFError, OSError) as exc:
-            code = self._exit_code()
-            self.kill()
-            raise InvokeFailure("crash", f"{self.config.name}: worker {self.pid} exited during the invocation "
-                                         f"(exit code {code})") from exc
+            self.conn.close()  # the process is gone: nothing left to kill
+            raise InvokeFailure("crash", f"{self.config.name}: worker {self.pid} exited during the "
+                                         f"invocation") from exc
         if kind == "error":
-            error_type, trace = payload
-            raise HandlerError(error_type, trace)
+            raise HandlerError(*payload)
         return payload
-
-    def request_exit(self) -> None:
-        if self._exit_requested:
-            return
-        self._exit_requested = True
-        with contextlib.suppress(OSError):
-            self.conn.send(None)
-
-    def stop(self) -> None:
-        """Asks the worker to exit, and kills it when it does not in time."""
-        self.request_exit()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(STOP_GRACE_SECONDS)
-        self.kill()
 
     def signal_kill(self) -> None:
         """Kills the process only; the thread using the worker sees it die and cleans up."""
         with contextlib.suppress(ProcessLookupError):
-            if self.process.poll() is None:
-                self.process.kill()
+            os.kill(self.pid, signal.SIGKILL)
 
-    def kill(self) -> None:
-        """Kills the process and closes the connection (by the thread that owns the worker)."""
-        with self._kill_lock:
-            if self._dead:
-                return
-            self._dead = True
-        self.signal_kill()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            log.error("worker %s of %s did not die", self.pid, self.config.name)
+    def request_exit(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+
+    def kill(self, grace: float = 0.0) -> None:
+        """Kills the process unless it exits within `grace` seconds (by the thread that owns the worker)."""
+        if self.conn.closed:
+            return
+        if not _wait_closed(self.conn, grace):
+            self.signal_kill()
+            if not _wait_closed(self.conn, 5):
+                log.error("worker %s of %s did not die", self.pid, self.config.name)
         self.conn.close()
+
+
+class InitProcess:
+    """A function's init phase, run once: a process with the handler imported, which forks the workers."""
+
+    def __init__(self, config: FunctionConfig) -> None:
+        self.config = config
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "localstage.workers", str(theirs.fileno())],
+                env=config.environment,
+                pass_fds=(theirs.fileno(),),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=2,  # the functions' logs go with the stage's: stdout is for results (invoke)
+                process_group=0,  # the terminal's Ctrl-C goes to the stage, which stops its workers itself
+            )
+        self.conn = Connection(ours.detach())
+        try:
+            self.conn.send(config)
+            answer = self.conn.recv() if self.conn.poll(INIT_TIMEOUT_SECONDS) else ("timeout", None)
+        except (EOFError, OSError):
+            answer = ("exited", None)
+        if answer[0] != "ready":
+            self.close()
+            problem = {"timeout": f"init did not finish within {INIT_TIMEOUT_SECONDS:.0f}s",
+                       "exited": f"the process exited during init (exit code {self.process.returncode})"}
+            raise InvokeFailure("init", f"{config.name}: " + problem.get(answer[0], f"init failed:\n{answer[1]}"))
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def fork(self) -> Worker:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            try:
+                reduction.send_handle(self.conn, theirs.fileno(), self.process.pid)
+                pid = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                ours.close()
+                raise InvokeFailure("crash", f"{self.config.name}: the init process is gone") from exc
+        return Worker(self.config, pid, Connection(ours.detach()))
+
+    def close(self) -> None:
+        self.conn.close()  # the init process exits when its connection closes
+        try:
+            self.process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 class FunctionPool:
@@ -203,10 +200,11 @@ class FunctionPool:
         self.max_workers = max(1, max_workers)
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
-        self._starting: set[Worker] = set()
         self._size = 0  # idle + busy + starting
         self._cond = threading.Condition()
         self._closed = False
+        self._init: InitProcess | None = None
+        self._init_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -215,6 +213,14 @@ class FunctionPool:
     def stats(self) -> dict[str, int]:
         with self._cond:
             return {"size": self._size, "idle": len(self._idle), "busy": len(self._busy)}
+
+    def _fork(self) -> Worker:
+        with self._init_lock:
+            if self._closed:
+                raise InvokeFailure("closed", f"{self.name}: the stage is stopping")
+            if self._init is None or not self._init.alive:
+                self._init = InitProcess(self.config)
+            return self._init.fork()
 
     def _acquire(self) -> Worker:
         with self._cond:
@@ -229,40 +235,24 @@ class FunctionPool:
                     self._size += 1
                     break
                 self._cond.wait()
-        started: Worker | None = None
+        started = time.monotonic()
         try:
-            started = Worker(self.config)
-            with self._cond:
-                self._starting.add(started)
-                closed = self._closed
-            if closed:
-                raise InvokeFailure("closed", f"{self.name}: the stage is stopping")
-            started.wait_ready()
+            worker = self._fork()
         except BaseException:
             with self._cond:
                 self._size -= 1
-                if started is not None:
-                    self._starting.discard(started)
                 self._cond.notify_all()
-            if started is not None:
-                started.kill()
             raise
-        worker = started
-        log.info("%s: started worker %d (init %.0f ms)", self.name, worker.pid, worker.init_duration_ms or 0)
+        worker.init_duration_ms = (time.monotonic() - started) * 1000
+        log.info("%s: started worker %d (init %.0f ms)", self.name, worker.pid, worker.init_duration_ms)
         with self._cond:
-            self._starting.discard(worker)
-            if self._closed:
-                self._size -= 1
-                self._cond.notify_all()
-                worker.kill()
-                raise InvokeFailure("closed", f"{self.name}: the stage is stopping")
             self._busy.add(worker)
         return worker
 
     def _release(self, worker: Worker, *, healthy: bool) -> None:
         with self._cond:
             self._busy.discard(worker)
-            keep = healthy and not self._closed and worker.process.poll() is None
+            keep = healthy and not self._closed
             if keep:
                 self._idle.append(worker)
             else:
@@ -275,19 +265,17 @@ class FunctionPool:
         """Runs one invocation on a free worker, starting one when none is free and the pool may grow."""
         worker = self._acquire()
         init_ms, worker.init_duration_ms = worker.init_duration_ms, None
-        request_id = str(uuid.uuid4())
         started = time.monotonic()
         healthy = False
         try:
-            result = worker.invoke(event, request_id)
+            result = worker.invoke(event)
             healthy = True
         except HandlerError:
             healthy = True  # the runtime reports the error and the environment lives on
             raise
         finally:
             self._release(worker, healthy=healthy)
-        return Invocation(result=result, request_id=request_id, duration_ms=(time.monotonic() - started) * 1000,
-                          init_duration_ms=init_ms)
+        return Invocation(result=result, duration_ms=(time.monotonic() - started) * 1000, init_duration_ms=init_ms)
 
     def prewarm(self, count: int = 1) -> None:
         """Starts up to `count` workers now, so that the first requests find a warm one."""
@@ -308,38 +296,60 @@ class FunctionPool:
             self._cond.notify_all()
             while self._busy and time.monotonic() < deadline:
                 self._cond.wait(max(0.0, deadline - time.monotonic()))
-            idle, busy = list(self._idle), [*self._busy, *self._starting]
+            idle, busy = list(self._idle), list(self._busy)
             self._idle.clear()
         for worker in busy:
             worker.signal_kill()
         for worker in idle:
             worker.request_exit()
         for worker in idle:
-            worker.stop()
+            worker.kill(grace=STOP_GRACE_SECONDS)
+        with self._init_lock:
+            if self._init is not None:
+                self._init.close()
+                self._init = None
 
 
 # ---------------------------------------------------------------------------------------------
-# The worker process.
+# The init process and the workers forked from it.
 
 
-def _worker_main(fd: int) -> int:
+def _init_main(fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stage stops its workers itself
     conn = Connection(fd)
     try:
-        setup = conn.recv()
+        config: FunctionConfig = conn.recv()
+        sys.path.insert(0, str((ROOT / config.code_uri).resolve()))  # Lambda puts /var/task on sys.path too
+        handler = load_handler(config.code_uri, config.handler)
     except EOFError:
         return 0
-    try:
-        ensure_layer_on_path()
-        # Lambda puts the function's own folder (/var/task) on sys.path too.
-        code_dir = str((ROOT / setup["code_uri"]).resolve())
-        if code_dir not in sys.path:
-            sys.path.insert(0, code_dir)
-        handler = load_handler(setup["code_uri"], setup["handler"])
     except BaseException:
         conn.send(("init_error", traceback.format_exc()))
         return 1
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the workers are reaped as they exit
+    gc.freeze()  # what init built stays shared with the workers, not copied by the collector's writes
     conn.send(("ready", None))
+    while True:
+        try:
+            worker_fd = reduction.recv_handle(conn)
+        except (EOFError, OSError):
+            return 0  # the pool is closed
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                conn.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _serve(Connection(worker_fd), handler, config)
+            finally:
+                os._exit(1)
+        os.close(worker_fd)
+        conn.send(pid)
+
+
+def _serve(conn: Connection, handler: Handler, config: FunctionConfig) -> NoReturn:
+    """A worker's life: one invocation at a time, module state kept between them."""
     while True:
         try:
             message = conn.recv()
@@ -350,20 +360,16 @@ def _worker_main(fd: int) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
-        event, request_id = message
-        context = LambdaContext(function_name=setup["name"], timeout_seconds=setup["timeout_seconds"],
-                                memory_limit_in_mb=setup["memory_mb"], aws_request_id=request_id,
-                                log_group_name=f"/aws/lambda/{setup['name']}")
         try:
-            reply: tuple[str, Any] = ("ok", handler(event, context))
+            reply: tuple[str, Any] = ("ok", handler(message, config.context()))
         except Exception as exc:
-            reply = ("error", (type(exc).__name__, traceback.format_exc()))
+            reply = ("error", (type(exc).__name__, str(exc), traceback.format_exc()))
         sys.stdout.flush()
         try:
             conn.send(reply)
         except Exception as exc:  # an unpicklable result
-            conn.send(("error", (type(exc).__name__, traceback.format_exc())))
+            conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc())))
 
 
 if __name__ == "__main__":
-    sys.exit(_worker_main(int(sys.argv[1])))
+    sys.exit(_init_main(int(sys.argv[1])))

@@ -1,69 +1,60 @@
-"""Shared fixtures: a real PostgreSQL (throwaway unless DATABASE_URL is set) and moto's DynamoDB."""
+"""Shared fixtures: the local runtime's PostgreSQL (throwaway unless TEST_DATABASE_URL or DATABASE_URL
+is set) and DynamoDB, and its Lambda environments for the races."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from localstage.dynamodb import IDEMPOTENCY_TABLE, LocalDynamoDB
-from localstage.lambda_runtime import ensure_layer_on_path
-from localstage.postgres import PostgresCluster
+from localstage.runtime import Backends, LocalBackends, close_pools, function_pools
+from localstage.template import load_template
+from localstage.workers import FunctionPool
+from tests.support.api import Api
+from tickets.settings import settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+TABLES = ("tickets, payment_intents, payments, reservations, quota_tiers, counter_shares, counters, quotas, tiers,"
+          " events")
+# The most calls a race test makes at once; each runs in an execution environment of its own.
+RACE_ENVIRONMENTS = 60
 
+_local = LocalBackends(load_template(), durable=False,  # a throwaway cluster, unless a database is given
+                       database_url=os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
 # The handlers read these at import time, as they would in Lambda.
-_dynamodb = LocalDynamoDB()
 os.environ.update({
-    "AWS_ENDPOINT_URL_DYNAMODB": _dynamodb.endpoint_url,
+    "AWS_ENDPOINT_URL_DYNAMODB": _local.dynamodb_endpoint,
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
     "TICKETS_ADMIN_TOKEN": ADMIN_TOKEN,
     "PAYMENT_PROVIDER": "test",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "Tickets",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 })
-ensure_layer_on_path()
-
-
-TABLES = ("tickets, payment_intents, payments, reservations, quota_tiers, counter_shares, counters, quotas, tiers,"
-          " events")
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """DATABASE_URL when given, else a throwaway cluster; migrated either way."""
-    from tickets.store.migrate import apply_migrations
-
-    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    cluster = None
-    if not url:
-        cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="tickets-test-pg-")) / "data", durable=False)
-        url = cluster.start()
-    os.environ["DATABASE_URL"] = url
-    from tickets.settings import settings
-
-    settings.cache_clear()  # the environment changed under the settings read at import
-    apply_migrations(url)
-    yield url
-    if cluster is not None:
-        cluster.destroy()
-        shutil.rmtree(cluster.data_dir.parent, ignore_errors=True)
+def backends() -> Iterator[Backends]:
+    """PostgreSQL, migrated and seeded, and DynamoDB with the template's tables, for the whole session."""
+    with _local as started:
+        os.environ["DATABASE_URL"] = started.database_url
+        settings.cache_clear()  # the environment changed under the settings read so far
+        yield started
 
 
 @pytest.fixture(scope="session")
-def dynamodb_endpoint() -> Iterator[str]:
-    yield _dynamodb.start()
-    _dynamodb.stop()
+def database_url(backends: Backends) -> str:
+    return backends.database_url
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(backends: Backends) -> str:
+    return backends.dynamodb_endpoint
 
 
 @pytest.fixture
@@ -75,30 +66,23 @@ def db(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 
 
 @pytest.fixture
-def api(db: psycopg.Connection[tuple[object, ...]], dynamodb_endpoint: str):  # type: ignore[no-untyped-def]
-    from tests.support.api import Api
-
+def api(db: psycopg.Connection[tuple[object, ...]], dynamodb_endpoint: str) -> Api:
+    """The API, its functions run in this process."""
     return Api(ADMIN_TOKEN)
 
 
-# The most threads a race test runs at once; each gets its own execution environment.
-RACE_ENVIRONMENTS = 60
-
-
 @pytest.fixture(scope="session")
-def _lambda_environments(database_url: str, dynamodb_endpoint: str):  # type: ignore[no-untyped-def]
-    from tests.integration.environments import LambdaEnvironments
-
-    environments = LambdaEnvironments(RACE_ENVIRONMENTS, ADMIN_TOKEN)
-    yield environments
-    environments.stop()
+def _race_pools(backends: Backends) -> Iterator[dict[str, FunctionPool]]:
+    pools = function_pools(load_template(), backends, admin_token=ADMIN_TOKEN, max_workers=RACE_ENVIRONMENTS)
+    yield pools
+    close_pools(pools)
 
 
 @pytest.fixture
-def environments(db: psycopg.Connection[tuple[object, ...]], _lambda_environments):  # type: ignore[no-untyped-def]
-    """Separate Lambda execution environments (processes), for tests that race the handlers:
-    `environments[n]` is an `Api` whose calls run in environment n only."""
-    return _lambda_environments
+def environments(db: psycopg.Connection[tuple[object, ...]], _race_pools: dict[str, FunctionPool]) -> Api:
+    """The API with each call in a Lambda execution environment (a process) of its own, for tests that
+    race the handlers: the local stage's pools, one per function."""
+    return Api(ADMIN_TOKEN, _race_pools)
 
 
 @pytest.fixture
@@ -112,8 +96,6 @@ class SettingsEnvironment:
     each change drops the settings read so far, as a new execution environment would start afresh."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from tickets.settings import settings
-
         self._monkeypatch = monkeypatch
         self._clear = settings.cache_clear
 

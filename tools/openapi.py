@@ -14,11 +14,9 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, SecurityScheme
 
-from localstage.lambda_runtime import ensure_layer_on_path, load_module
+from localstage.lambda_runtime import load_module
 from localstage.template import load_template
-
-ensure_layer_on_path()
-from tickets.edge.http import ORGANIZER_SCHEME  # noqa: E402 - the layer's package, on the path just above
+from tickets.edge.http import ORGANIZER_SCHEME
 
 SECURITY_SCHEMES: dict[str, SecurityScheme] = {
     ORGANIZER_SCHEME: HTTPBearer(description="Organizer and staff calls: Authorization: Bearer <token> "

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from localstage.lambda_runtime import ROOT
-from localstage.stage import DEMO_EVENT_ID, seed_demo_event
+from localstage.seed import DEMO_ADMIN_TOKEN, DEMO_EVENT_ID, TABLE_NAMES, prepare_database
 from localstage.template import _CloudFormationLoader
 
 BUILD_DIR = Path(os.environ.get("SAM_BUILD_DIR", ROOT / ".aws-sam" / "build")).resolve()
@@ -65,13 +65,13 @@ def run_built(function: str, event: str, env: dict[str, str]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def lambda_env(database_url: str, dynamodb_endpoint: str) -> dict[str, str]:
-    seed_demo_event(database_url)
+    prepare_database(database_url)  # the demo event of the sample events, even after tests that emptied the tables
     return {
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC",
-        "DATABASE_URL": database_url, "IDEMPOTENCY_TABLE": os.environ["IDEMPOTENCY_TABLE"],
+        "DATABASE_URL": database_url, "IDEMPOTENCY_TABLE": TABLE_NAMES["IdempotencyTable"],
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint, "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "TICKETS_ADMIN_TOKEN": "local-admin-token", "PAYMENT_PROVIDER": "test",
+        "TICKETS_ADMIN_TOKEN": DEMO_ADMIN_TOKEN, "PAYMENT_PROVIDER": "test",
         "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_SERVICE_NAME": "tickets",
         "AWS_LAMBDA_FUNCTION_NAME": "built",
     }

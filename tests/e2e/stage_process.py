@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from localstage.lambda_runtime import LAYER_PATH, ROOT
+from localstage.lambda_runtime import ROOT
 from localstage.postgres import PostgresCluster, free_port
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
@@ -29,7 +29,6 @@ def stage_env(directory: Path, port: int, **extra: str) -> dict[str, str]:
            if k not in {"DATABASE_URL", "TEST_DATABASE_URL", "TICKETS_ADMIN_TOKEN", "PORT"}
            and not k.startswith(("AWS_", "POWERTOOLS_", "LOCAL_STAGE_"))}
     env.update({
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAYER_PATH)]),
         "PORT": str(port),
         "LOCAL_STAGE_DIR": str(directory),
         "TICKETS_ADMIN_TOKEN": ADMIN_TOKEN,

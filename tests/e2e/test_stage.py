@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from localstage.lambda_runtime import ROOT
-from localstage.stage import DEMO_EVENT_ID
+from localstage.seed import DEMO_EVENT_ID
 from tests.e2e.stage_process import (
     ADMIN_TOKEN,
     StageProcess,

@@ -49,7 +49,7 @@ def test_non_utf8_base64_body_is_400(api: Api, world: dict[str, str]) -> None:
                        route_key="POST /events/{event_id}/reservations", path_parameters={"event_id": world["event"]},
                        headers={"Idempotency-Key": "bin"}, body=b"\xff\xfe\x00")
     assert event["isBase64Encoded"] and base64.b64decode(event["body"]) == b"\xff\xfe\x00"
-    response = api.invoke(event, "functions/reserve/")
+    response = api.invoke(event, "ReserveFunction")
     assert response.status == 400 and response.error_code == "malformed_json"
 
 

@@ -1,9 +1,9 @@
 """Races: many buyers on one tier, confirm against expiry, two scanners, concurrent retries.
 
-Every racing request goes through the real handlers, Idempotency-Key included. Thread n drives
-`environments[n]`, a Lambda execution environment of its own (a process: see environments.py
-for why threads of one process cannot stand in for environments), so the invocations really
-overlap in DynamoDB and in PostgreSQL.
+Every racing request goes through the real handlers, Idempotency-Key included, each in a Lambda
+execution environment of its own (`environments`: the local stage's worker pools; see
+tests/support/api.py for why threads of one process cannot stand in for environments), so the
+invocations really overlap in DynamoDB and in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import pytest
 
 from localstage.lambda_runtime import scheduled_event
-from tests.integration.environments import LambdaEnvironments
 from tests.support.api import Api, ApiResponse
 
 T = TypeVar("T")
@@ -48,12 +47,12 @@ def assert_counters_agree_with_rows(db: Any) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fifty_buyers_with_mixed_quantities_never_oversell(api: Api, environments: LambdaEnvironments, key: str,
+def test_fifty_buyers_with_mixed_quantities_never_oversell(api: Api, environments: Api, key: str,
                                                            db: Any, seed: int) -> None:
     event = api.create_event(tiers=[{"name": "Hot", "capacity": 10, "price": 100, "max_per_order": 4}])
     quantities = [random.Random(seed * 100 + n).randint(1, 4) for n in range(50)]
-    responses = race(50, lambda n: environments[n].reserve(event["event_id"], quantities[n], key=f"{key}-{n}",
-                                                           device=f"buyer-{n}"))
+    responses = race(50, lambda n: environments.reserve(event["event_id"], quantities[n], key=f"{key}-{n}",
+                                                        device=f"buyer-{n}"))
 
     assert not [r.text for r in responses if r.status not in (201, 409)]
     held = sum(q for q, r in zip(quantities, responses, strict=True) if r.status == 201)
@@ -72,11 +71,11 @@ def test_fifty_buyers_with_mixed_quantities_never_oversell(api: Api, environment
 
 
 @pytest.mark.parametrize(("buyers", "capacity"), [(60, 10), (50, 100)])
-def test_seats_held_equal_min_of_demand_and_capacity(api: Api, environments: LambdaEnvironments, key: str, db: Any,
+def test_seats_held_equal_min_of_demand_and_capacity(api: Api, environments: Api, key: str, db: Any,
                                                      buyers: int, capacity: int) -> None:
     event = api.create_event(tiers=[{"name": "Hot", "capacity": capacity, "price": 100}])
-    responses = race(buyers, lambda n: environments[n].reserve(event["event_id"], 1, key=f"{key}-{n}",
-                                                               device=f"buyer-{n}"))
+    responses = race(buyers, lambda n: environments.reserve(event["event_id"], 1, key=f"{key}-{n}",
+                                                            device=f"buyer-{n}"))
     statuses = [r.status for r in responses]
     held_ids = {r.body["reservation_id"] for r in responses if r.status == 201}
     assert len(held_ids) == min(buyers, capacity)
@@ -86,19 +85,19 @@ def test_seats_held_equal_min_of_demand_and_capacity(api: Api, environments: Lam
     assert_counters_agree_with_rows(db)
 
 
-def test_buyers_racing_lapsed_holds_reclaim_them(api: Api, environments: LambdaEnvironments, key: str,
+def test_buyers_racing_lapsed_holds_reclaim_them(api: Api, environments: Api, key: str,
                                                  db: Any) -> None:
     event = api.create_event(tiers=[{"name": "Hot", "capacity": 10, "price": 100}])
     for n in range(10):
         assert api.reserve(event["event_id"], 1, key=f"{key}-old-{n}").status == 201
     db.execute("UPDATE reservations SET expires_at = now() - interval '1 second'")
-    responses = race(30, lambda n: environments[n].reserve(event["event_id"], 1, key=f"{key}-{n}",
-                                                           device=f"buyer-{n}"))
+    responses = race(30, lambda n: environments.reserve(event["event_id"], 1, key=f"{key}-{n}",
+                                                        device=f"buyer-{n}"))
     assert len({r.body["reservation_id"] for r in responses if r.status == 201}) == 10
     assert_counters_agree_with_rows(db)
 
 
-def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, environments: LambdaEnvironments, key: str,
+def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, environments: Api, key: str,
                                                       db: Any) -> None:
     event = api.create_event(tiers=[{"name": "GA", "capacity": 40, "price": 100}])
     holds = [api.reserve(event["event_id"], 1, key=f"{key}-{n}").body for n in range(20)]
@@ -109,8 +108,8 @@ def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, environments: La
 
     def contender(index: int) -> ApiResponse | Any:
         if index % 2 == 0:
-            return environments[index].confirm(holds[index // 2]["reservation_id"], key=f"{key}-c{index}")
-        return environments[index].invoke_raw(scheduled_event(), "functions/expire/")
+            return environments.confirm(holds[index // 2]["reservation_id"], key=f"{key}-c{index}")
+        return environments.invoke_raw(scheduled_event(), "ExpireFunction")
 
     results = race(40, contender)
     confirms = results[0::2]
@@ -128,16 +127,16 @@ def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, environments: La
             assert response.error_code == "reservation_expired"
             assert status in ("held", "expired") and captured == 0 and tickets == 0
     db.execute("SELECT pg_sleep(0.2)")
-    api.invoke_raw(scheduled_event(), "functions/expire/")
+    api.invoke_raw(scheduled_event(), "ExpireFunction")
     assert db.execute("SELECT count(*) FROM reservations WHERE status = 'held'").fetchone()[0] == 0
     assert_counters_agree_with_rows(db)
 
 
-def test_two_scanners_on_one_ticket(api: Api, environments: LambdaEnvironments, key: str) -> None:
+def test_two_scanners_on_one_ticket(api: Api, environments: Api, key: str) -> None:
     event = api.create_event()
     hold = api.reserve(event["event_id"], 1, key=key).body
     code = api.confirm(hold["reservation_id"], key=key + "c").body["tickets"][0]["ticket_code"]
-    responses = race(8, lambda n: environments[n].request("POST", f"/tickets/{code}/check-in", admin=True))
+    responses = race(8, lambda n: environments.request("POST", f"/tickets/{code}/check-in", admin=True))
     admitted = [r for r in responses if r.status == 200]
     assert len(admitted) == 1
     refused = [r for r in responses if r.status != 200]
@@ -145,10 +144,10 @@ def test_two_scanners_on_one_ticket(api: Api, environments: LambdaEnvironments, 
     assert {r.body["error"]["checked_in_at"] for r in refused} == {admitted[0].body["checked_in_at"]}
 
 
-def test_concurrent_retries_make_one_reservation(api: Api, environments: LambdaEnvironments, key: str,
+def test_concurrent_retries_make_one_reservation(api: Api, environments: Api, key: str,
                                                  db: Any) -> None:
     event = api.create_event()
-    responses = race(12, lambda n: environments[n].reserve(event["event_id"], 2, key=key))
+    responses = race(12, lambda n: environments.reserve(event["event_id"], 2, key=key))
     made = [r for r in responses if r.status == 201]
     assert made and {r.body["reservation_id"] for r in made} == {made[0].body["reservation_id"]}
     busy = [r for r in responses if r.status != 201]
@@ -157,12 +156,12 @@ def test_concurrent_retries_make_one_reservation(api: Api, environments: LambdaE
     assert db.execute("SELECT count(*), sum(quantity) FROM reservations").fetchone() == (1, 2)
 
 
-def test_concurrent_confirms_under_different_keys_sell_once(api: Api, environments: LambdaEnvironments, key: str,
+def test_concurrent_confirms_under_different_keys_sell_once(api: Api, environments: Api, key: str,
                                                             db: Any) -> None:
     event = api.create_event()
     hold = api.reserve(event["event_id"], 2, key=key).body
-    responses = race(6, lambda n: environments[n].confirm(hold["reservation_id"], key=f"{key}-c{n}",
-                                                          token="tok_visa" if n % 2 else "tok_mastercard"))
+    responses = race(6, lambda n: environments.confirm(hold["reservation_id"], key=f"{key}-c{n}",
+                                                       token="tok_visa" if n % 2 else "tok_mastercard"))
     assert [r.status for r in responses].count(200) == 1
     assert all(r.status == 409 and r.error_code in ("reservation_confirmed", "request_in_progress")
                for r in responses if r.status != 200)

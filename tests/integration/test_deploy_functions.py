@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from localstage.lambda_runtime import LambdaContext, http_event
+from localstage.lambda_runtime import LambdaContext, http_event, load_handler
 from tests.conftest import SettingsEnvironment
-from tests.support.api import Api, _handler_for
+from tests.support.api import Api
 
 SECRET_TOKEN = "secret-manager-token-0123456789abcdef"
 
@@ -48,7 +48,7 @@ def token_secret(dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch,
 def authorize(headers: dict[str, str]) -> Any:
     event = http_event("POST", "/events", headers=headers, body={})
     event.update(type="REQUEST", routeArn="arn:aws:execute-api:us-east-1:0:api/prod/POST/events")
-    return _handler_for("functions/authorizer")(event, LambdaContext(function_name="AuthorizerFunction"))
+    return load_handler("functions/authorizer")(event, LambdaContext(function_name="AuthorizerFunction"))
 
 
 @pytest.mark.parametrize(("headers", "role"), [
@@ -78,7 +78,7 @@ def test_organizer_route_fails_closed_without_the_authorizer(api: Api) -> None:
                        headers={"authorization": "Bearer test-admin-token-0123456789"},
                        body={"name": "G", "starts_at": "2030-01-01T00:00:00Z",
                              "tiers": [{"name": "GA", "capacity": 1, "price": 0}]})
-    response = api.invoke(event, "functions/events")
+    response = api.invoke(event, "EventsFunction")
     assert (response.status, response.error_code) == (401, "unauthorized")
 
 
@@ -179,7 +179,7 @@ def custom_resource_event(request_type: str, url: str, physical_id: str | None =
 
 
 def run_migrate(event: dict[str, Any], timeout_seconds: float = 120) -> Any:
-    return _handler_for("functions/migrate")(event, LambdaContext(function_name="MigrateFunction",
+    return load_handler("functions/migrate")(event, LambdaContext(function_name="MigrateFunction",
                                                                   timeout_seconds=timeout_seconds))
 
 

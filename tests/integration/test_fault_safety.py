@@ -46,7 +46,7 @@ def locked(database_url: str, statement: str) -> Iterator[None]:
 
 
 def settle(api: Api) -> dict[str, Any]:
-    result: dict[str, Any] = api.invoke_raw(scheduled_event(), "functions/expire/")
+    result: dict[str, Any] = api.invoke_raw(scheduled_event(), "ExpireFunction")
     return result
 
 
@@ -168,7 +168,7 @@ def test_a_store_call_ends_with_the_invocations_time_budget(api: Api, key: str, 
     """A function with 3 s left answers 503 before its timeout, though this read has no lock_timeout."""
     event = api.create_event()
     with locked(database_url, "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"):
-        api.function_timeout = 3.0
+        api.shorten_timeouts(3.0)
         started = time.monotonic()
         response = api.request("GET", f"/events/{event['event_id']}")
         elapsed = time.monotonic() - started

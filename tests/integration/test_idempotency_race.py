@@ -1,7 +1,7 @@
 """Many requests with fresh Idempotency-Keys at once: each runs once, none is "in progress".
 
-And why the races need one process per environment: two threads of one process, each with its
-own copy of the function module, still share the event Powertools' resolver reads.
+And why the races need one process per environment: two threads of one process share the event
+Powertools' resolver reads.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.environments import LambdaEnvironments
 from tests.integration.test_concurrency import race
 from tests.support.api import Api, ApiResponse
 
@@ -28,12 +27,12 @@ def idempotency_records() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("round_", range(5))
-def test_fifty_fresh_keys_at_once_each_run_once(api: Api, environments: LambdaEnvironments, key: str, db: Any,
+def test_fifty_fresh_keys_at_once_each_run_once(api: Api, environments: Api, key: str, db: Any,
                                                 round_: int) -> None:
     event = api.create_event(tiers=[{"name": "Big", "capacity": 1000, "price": 100}])
     before = idempotency_records()
-    responses = race(50, lambda n: environments[n].reserve(event["event_id"], 1, key=f"{key}-{n}",
-                                                           device=f"buyer-{n}"))
+    responses = race(50, lambda n: environments.reserve(event["event_id"], 1, key=f"{key}-{n}",
+                                                        device=f"buyer-{n}"))
     assert [r.text for r in responses if r.status != 201] == []
     assert len({r.body["reservation_id"] for r in responses}) == 50
     assert db.execute("SELECT count(*) FROM reservations").fetchone()[0] == 50
@@ -47,9 +46,10 @@ def test_threads_of_one_process_read_each_others_event(api: Api, key: str, db: A
 
     A resolves its request (BaseRouter.current_event = A's event) and pauses before reading its
     Idempotency-Key; B resolves (BaseRouter.current_event = B's event), saves B's key in progress
-    and pauses in the domain. A resumes, reads `app.current_event` - B's event, although A has its
-    own copy of the function module and of `app` - and answers 409 request_in_progress for a key
-    that no one had used. This is Powertools' design for one invocation per process at a time.
+    and pauses in the domain. A resumes, reads `app.current_event` - B's event: the resolver keeps it
+    on a class, so even a copy of the function module of its own would not help A - and answers 409
+    request_in_progress for a key that no one had used. This is Powertools' design for one
+    invocation per process at a time.
     """
     import tickets.edge.idempotency
     from tickets.domain import reservations

@@ -283,10 +283,10 @@ def test_scheduled_expiry_returns_seats_and_counts(api: Api, key: str, db: Any) 
     live = api.reserve(event["event_id"], 1, key=key + "live", tier_id=tier_b).body
     for hold in lapsed:
         lapse(db, hold["reservation_id"])
-    assert api.invoke_raw(scheduled_event(), "functions/expire/")["expired"] == 3
+    assert api.invoke_raw(scheduled_event(), "ExpireFunction")["expired"] == 3
     assert seats_taken(db, tier_a) == 0 and seats_taken(db, tier_b) == 1
     assert api.request("GET", f"/reservations/{live['reservation_id']}").body["status"] == "held"
-    assert api.invoke_raw(scheduled_event(), "functions/expire/")["expired"] == 0
+    assert api.invoke_raw(scheduled_event(), "ExpireFunction")["expired"] == 0
 
 
 def test_expiry_works_in_bounded_batches(api: Api, key: str, db: Any) -> None:

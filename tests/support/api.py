@@ -1,25 +1,16 @@
-"""Calls the Lambda handlers with real API Gateway HTTP API events, routed as template.yaml says."""
+"""Calls the Lambda handlers with real API Gateway HTTP API events, through the local stage's gateway."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from localstage.lambda_runtime import (
-    AUTHORIZER_REFUSAL,
-    ROOT,
-    LambdaContext,
-    apply_authorizer_result,
-    authorizer_event,
-    ensure_layer_on_path,
-    http_event,
-)
-from localstage.template import load_template, match_route
+from localstage.lambda_runtime import LambdaContext, load_handler
+from localstage.server import Function, Gateway, Response, lambda_response
+from localstage.template import FunctionSpec, load_template
+from localstage.workers import FunctionPool, Invocation
 
 
 @dataclass
@@ -27,6 +18,10 @@ class ApiResponse:
     status: int
     headers: dict[str, str]
     text: str
+
+    @classmethod
+    def of(cls, response: Response) -> ApiResponse:
+        return cls(response.status, {name.lower(): value for name, value in response.headers}, response.body.decode())
 
     @property
     def body(self) -> Any:
@@ -37,73 +32,76 @@ class ApiResponse:
         return str(self.body["error"]["code"])
 
 
-_environments = threading.local()
 # reservation_id -> reservation_secret, learnt from reserve answers and sent as a holder would.
 KNOWN_SECRETS: dict[str, str] = {}
 
 
-def _handler_for(code_uri: str) -> Any:
-    """One copy of each function module per thread. It does not make a thread a Lambda environment:
-    Powertools keeps the request being resolved on a class all resolvers share, so concurrent
-    calls go through tests/integration/environments.py (one process per environment) instead."""
-    ensure_layer_on_path()
-    loaded: dict[str, Any] = _environments.__dict__.setdefault("handlers", {})
-    if code_uri not in loaded:
-        source = (ROOT / code_uri / "app.py").resolve()
-        name = f"function_{source.parent.name}_{threading.get_ident()}"
-        spec = importlib.util.spec_from_file_location(name, source)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        loaded[code_uri] = module.lambda_handler
-    return loaded[code_uri]
+@dataclass
+class InProcess:
+    """A function run in this process, with a pool's face towards the gateway."""
+
+    spec: FunctionSpec
+    timeout_seconds: float = 10.0  # template.yaml's Globals; a test may shorten it
+
+    @property
+    def name(self) -> str:
+        return self.spec.logical_id
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        context = LambdaContext(function_name=self.name, timeout_seconds=self.timeout_seconds)
+        result = load_handler(self.spec.code_uri, self.spec.handler)(event, context)
+        return Invocation(result=result, duration_ms=0.0, init_duration_ms=None)
 
 
 class Api:
-    """Sends a request to the function that template.yaml routes it to."""
+    """Sends a request through the local stage's gateway to the function template.yaml routes it to (its
+    authorizer first), as API Gateway does.
 
-    def __init__(self, admin_token: str) -> None:
-        self.template = load_template()
+    The functions run in this process, or with `pools` each call in a Lambda execution environment of its
+    own (a worker process of the local stage's pools). Races need the latter: Powertools keeps the request
+    being resolved on a class that every resolver in a process shares, so no two threads of one process
+    may run a handler at once.
+    """
+
+    def __init__(self, admin_token: str, pools: Mapping[str, FunctionPool] | None = None) -> None:
+        template = load_template()
         self.admin_token = admin_token
         # What the holder knows, shared by every client of the test process (the race tests drive
-        # one hold from several environments' clients).
+        # one hold through several clients).
         self.secrets = KNOWN_SECRETS
-        self.function_timeout = 10.0  # template.yaml's Globals; a test may shorten it
+        self.functions: Mapping[str, Function] = pools or {
+            name: InProcess(spec) for name, spec in template.functions.items()}
+        self.gateway = Gateway(template.routes, self.functions)
 
-    def invoke_raw(self, event: dict[str, Any], code_uri: str, function: str = "local") -> Any:
-        """What the handler returns, as Lambda would pass it on."""
-        return _handler_for(code_uri)(event, LambdaContext(function_name=function,
-                                                           timeout_seconds=self.function_timeout))
+    def invoke_raw(self, event: dict[str, Any], function: str) -> Any:
+        """What the function (its logical id in template.yaml) returns, as Lambda would pass it on."""
+        return self.functions[function].invoke(event).result
 
-    def invoke(self, event: dict[str, Any], code_uri: str, function: str = "local") -> ApiResponse:
-        result = self.invoke_raw(event, code_uri, function)
-        return ApiResponse(result["statusCode"], {k.lower(): v for k, v in result.get("headers", {}).items()},
-                           result.get("body", ""))
+    def invoke(self, event: dict[str, Any], function: str) -> ApiResponse:
+        return ApiResponse.of(lambda_response(self.invoke_raw(event, function)))
 
     def request(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None,
                 admin: bool = False, source_ip: str = "198.51.100.7") -> ApiResponse:
-        headers = dict(headers or {})
+        headers = {name.lower(): value for name, value in (headers or {}).items()}
         if admin:
-            headers["Authorization"] = f"Bearer {self.admin_token}"
+            headers["authorization"] = f"Bearer {self.admin_token}"
         parts = path.split("/")
         if len(parts) > 2 and parts[1] == "reservations" and parts[2] in self.secrets:
-            headers.setdefault("X-Reservation-Secret", self.secrets[parts[2]])
-        found, _ = match_route(self.template.routes, method, path)
-        if found is not None:
-            function = self.template.functions[found.route.function]
-            event = http_event(method, path, route_key=found.route.route_key,
-                               path_parameters=found.path_parameters or None, headers=headers, body=body,
-                               source_ip=source_ip)
-            if found.route.authorizer is not None:  # API Gateway runs the route's authorizer first
-                authorizer = self.template.functions[found.route.authorizer]
-                verdict = self.invoke_raw(authorizer_event(event), authorizer.code_uri, authorizer.logical_id)
-                if not apply_authorizer_result(event, verdict):
-                    return ApiResponse(403, {"content-type": "application/json"}, AUTHORIZER_REFUSAL)
-            response = self.invoke(event, function.code_uri, function.logical_id)
-            self._learn_secret(response)
-            return response
-        raise AssertionError(f"template.yaml has no route for {method} {path}")
+            headers.setdefault("x-reservation-secret", self.secrets[parts[2]])
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            headers.setdefault("content-type", "application/json")
+        response, _ = self.gateway.handle(method, path, headers=list(headers.items()), source_ip=source_ip,
+                                          body=body.encode() if isinstance(body, str) else body, host="")
+        answer = ApiResponse.of(response)
+        self._learn_secret(answer)
+        return answer
+
+    def shorten_timeouts(self, seconds: float) -> None:
+        """Runs the in-process functions as if their Timeout were `seconds`."""
+        for function in self.functions.values():
+            if isinstance(function, InProcess):
+                function.timeout_seconds = seconds
 
     def _learn_secret(self, response: ApiResponse) -> None:
         if response.status == 201 and response.text.startswith("{"):
@@ -139,7 +137,3 @@ class Api:
         response = self.request("GET", f"/events/{event_id}/availability")
         assert response.status == 200, response.text
         return dict(response.body)
-
-
-def repo_path(*parts: str) -> Path:
-    return ROOT.joinpath(*parts)

@@ -29,7 +29,6 @@ _stage_start_on() {
     cd "$STAGE_ROOT" || exit 1
     unset DATABASE_URL TEST_DATABASE_URL LOCAL_STAGE_EXPIRY_INTERVAL
     export PORT="$port" LOCAL_STAGE_DIR="$STAGE_DIR" TICKETS_ADMIN_TOKEN PYTHONUNBUFFERED=1
-    export PYTHONPATH="$STAGE_ROOT:$STAGE_ROOT/layers/tickets"
     exec "$STAGE_PYTHON" -m localstage
   ) >"$log" 2>&1 </dev/null &
   STAGE_PID=$!

@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
 from tickets.edge.auth import organizer_verdict
@@ -39,9 +40,9 @@ ORGANIZER_SECURITY: list[dict[str, list[str]]] = [{ORGANIZER_SCHEME: []}]
 
 
 def route_responses(status: int, model: type[BaseModel], description: str, *,
-                    refusals: Iterable[str] = ()) -> dict[int, dict[str, Any]]:
+                    refusals: Iterable[str] = ()) -> dict[int, OpenAPIResponse]:
     """OpenAPI `responses` of a route: its success and, per status, the refusal codes it can answer."""
-    responses: dict[int, dict[str, Any]] = {
+    responses: dict[int, OpenAPIResponse] = {
         status: {"description": description, "content": {"application/json": {"model": model}}}}
     for error_status, codes in statuses([*refusals, *COMMON]).items():
         responses[error_status] = {"description": "; ".join(CATALOGUE[code].description for code in codes),
@@ -49,7 +50,7 @@ def route_responses(status: int, model: type[BaseModel], description: str, *,
     return responses
 
 
-def organizer_only(responses: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def organizer_only(responses: dict[int, OpenAPIResponse]) -> dict[str, Any]:
     """A route's protection, declared once (`@app.post(path, **organizer_only(route_responses(...)))`):
     its OpenAPI security and 401 response, and the function-side check (`organizer_routes`) follow."""
     unauthorized = route_responses(0, ErrorResponse, "", refusals=["unauthorized"])[401]
