@@ -7,7 +7,8 @@
 CREATE OR REPLACE FUNCTION reserve_seats(
     p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_reservation_id uuid
 ) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_event     events%ROWTYPE;
     v_tier      tiers%ROWTYPE;
@@ -82,14 +83,16 @@ $$;
 
 -- A reservation as the API shows it; NULL when there is none.
 CREATE OR REPLACE FUNCTION reservation_read(p_reservation_id uuid) RETURNS jsonb
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT reservation_json(r) FROM reservations r WHERE r.reservation_id = p_reservation_id
 $$;
 
 -- Cancel: a live hold becomes 'cancelled' and its seats are free at once; cancelling a
 -- cancelled reservation returns it again ("cancelled").
 CREATE OR REPLACE FUNCTION cancel_reservation(p_reservation_id uuid) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_tier_id uuid;
     v_row     reservations%ROWTYPE;
@@ -118,7 +121,8 @@ $$;
 -- under different Idempotency-Keys do not both charge. A confirm that dies mid-charge frees
 -- the hold when the lease ends. Returns {"outcome": "claimed"}, "payment_in_progress", or a refusal.
 CREATE OR REPLACE FUNCTION claim_payment(p_reservation_id uuid, p_claim text, p_lease_seconds integer) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_row reservations%ROWTYPE;
 BEGIN
@@ -144,7 +148,8 @@ $$;
 -- Ends a claim whose charge did not go through (declined: payment_status 'failed'; provider error: unchanged).
 CREATE OR REPLACE FUNCTION release_payment_claim(p_reservation_id uuid, p_claim text, p_payment_status text)
 RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE sql
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     UPDATE reservations
     SET payment_claim = NULL, payment_claim_until = NULL,
         payment_status = coalesce(p_payment_status, payment_status)
@@ -157,7 +162,8 @@ $$;
 CREATE OR REPLACE FUNCTION confirm_reservation(
     p_reservation_id uuid, p_transaction_id text, p_amount bigint
 ) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_row reservations%ROWTYPE;
 BEGIN
@@ -187,7 +193,8 @@ $$;
 
 -- A refund_due payment the provider has refunded.
 CREATE OR REPLACE FUNCTION record_refund(p_transaction_id text) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE sql
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     UPDATE payments SET status = 'refunded', refunded_at = clock_timestamp()
     WHERE transaction_id = p_transaction_id AND status = 'refund_due'
 $$;

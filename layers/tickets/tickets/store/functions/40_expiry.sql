@@ -2,7 +2,8 @@
 -- (SKIP LOCKED: a busy tier reclaims its own lapsed holds in reserve), expires up to
 -- p_batch_size of its lapsed holds and returns their seats. Returns the number expired.
 CREATE OR REPLACE FUNCTION expire_lapsed_holds(p_batch_size integer) RETURNS integer
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_tier_id uuid;
     v_count   integer;

@@ -1,6 +1,7 @@
 -- Check-in: the first scan wins; a second one learns when the first happened.
 CREATE OR REPLACE FUNCTION check_in_ticket(p_ticket_code text) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_ticket tickets%ROWTYPE;
 BEGIN
