@@ -21,7 +21,18 @@ BEGIN
     END IF;
 END
 $$;
-GRANT tickets_owner TO CURRENT_USER;
+-- PostgreSQL 16 records how a membership may be used: the migrator needs to inherit
+-- tickets_owner's rights (to alter what it owns) and to hand objects to it (SET). (Before 16,
+-- a plain GRANT gives both.)
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::integer >= 160000 THEN
+        EXECUTE 'GRANT tickets_owner TO CURRENT_USER WITH INHERIT TRUE, SET TRUE';
+    ELSE
+        GRANT tickets_owner TO CURRENT_USER;
+    END IF;
+END
+$$;
 
 -- tickets_owner may own objects in the schema; nobody else may create any, nor temporary tables.
 GRANT USAGE, CREATE ON SCHEMA public TO tickets_owner;
