@@ -192,3 +192,35 @@ def test_migrations_leave_the_privileges_as_they_were_on_a_second_run(database_u
     before = db.execute(query).fetchall()
     assert apply_migrations(database_url) == []
     assert db.execute(query).fetchall() == before
+
+
+def test_the_migrations_run_as_a_master_user_that_is_no_superuser(database_url: str) -> None:
+    """As on Aurora, where the master user has CREATEROLE and owns the database but is no superuser:
+    the migrations, the privileges and a second run (replacing what tickets_owner owns) all work."""
+    from tickets.store.migrate import apply_migrations, function_files, migration_files
+
+    master, database = f"master_{uuid.uuid4().hex[:8]}", f"fresh_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {master} LOGIN CREATEROLE CREATEDB")
+        admin.execute(f"CREATE DATABASE {database} OWNER {master}")
+    url = psycopg.conninfo.make_conninfo(database_url, user=master, dbname=database)
+    try:
+        assert len(apply_migrations(url, app_role_password="first-password-0123456789")) == (
+            len(migration_files()) + len(function_files()))
+        with psycopg.connect(url, autocommit=True) as conn:  # a release that changes a function
+            conn.execute("DELETE FROM schema_functions WHERE file = '30_reservations'")
+        assert apply_migrations(url) == ["functions/30_reservations"]
+        with psycopg.connect(url) as conn:
+            owners = conn.execute("SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc"
+                                  " WHERE pronamespace = 'public'::regnamespace").fetchall()
+            assert owners == [(OWNER_ROLE,)]
+        app = psycopg.conninfo.make_conninfo(url, user=APP_ROLE)
+        with psycopg.connect(app, autocommit=True) as conn:
+            assert conn.execute("SELECT ready()").fetchone() == (True,)
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute("SELECT count(*) FROM events")
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
+            admin.execute(f"DROP OWNED BY {master}")
+            admin.execute(f"DROP ROLE {master}")
