@@ -215,7 +215,7 @@ def test_the_proxy_name_is_valid_whatever_the_stack_is_called() -> None:
 def test_the_engine_version_is_a_current_one() -> None:
     version = source()["Parameters"]["DatabaseEngineVersion"]["Default"]
     major, minor = (int(part) for part in version.split("."))
-    assert (major, minor) >= (16, 13)  # 16.6, the old default, is no longer offered for new clusters
+    assert (major, minor) >= (16, 13)  # 16.6, the old default, is being withdrawn for new clusters
     assert "describe-db-engine-versions" in source()["Parameters"]["DatabaseEngineVersion"]["Description"]
     cluster = resources("AWS::RDS::DBCluster")["DatabaseCluster"]["Properties"]
     assert cluster["EngineVersion"] == {"Ref": "DatabaseEngineVersion"}
@@ -367,7 +367,7 @@ def alarm_metrics() -> dict[str, set[tuple[str, str]]]:
     ("Errors", "AuthorizerFunction"),  # authorizer errors
     ("ClientConnectionsSetupFailedAuth", "DatabaseProxy"),  # proxy sign-in failures: the functions'
     ("DatabaseConnectionsSetupFailed", "DatabaseProxy"),  # and the proxy's own, to the database
-    ("ACUUtilization", "DatabaseCluster"),  # capacity at its maximum
+    ("ACUUtilization", "DatabaseInstance"),  # capacity at its maximum
     ("DatabaseConnectionsCurrentlySessionPinned", "DatabaseProxy"),
     ("Throttles", "ReserveFunction"),
 ])
