@@ -58,8 +58,9 @@ $(SAM):
 	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION) 2>&1 | grep -v "is ignored" || true
 	$(SAM) --version
 
-validate: $(SAM)  ## sam validate --lint: the SAM transform and cfn-lint, warnings included
+validate: $(SAM)  ## sam validate --lint (the SAM transform and cfn-lint, warnings included), then cfn-lint's informational rules too
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+	$(SAM_ENV) $(SAM_VENV)/bin/cfn-lint --include-checks I -- template.yaml && echo "cfn-lint: no findings, informational rules included"
 
 build: $(SAM)  ## sam build into .aws-sam/build, with the local interpreter matching the Lambda runtime
 	@LAMBDA_PYTHON=$$(tools/lambda_python.sh) && echo "building with $$LAMBDA_PYTHON" && \

@@ -1,14 +1,17 @@
 """What only the deployed stack uses: the organizer authorizer with its Secrets Manager token,
-IAM sign-in to RDS Proxy, and the migrations run as a CloudFormation custom resource."""
+IAM sign-in to RDS Proxy, and the stack's custom resources (DeployFunction): the migrations,
+run by MigrateFunction with the app role's password, and the deletion protection switch."""
 
 from __future__ import annotations
 
 import datetime
+import io
 import ipaddress
 import json
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -20,6 +23,7 @@ import boto3
 import psycopg
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -164,23 +168,102 @@ def cloudformation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     server.server_close()
 
 
-def custom_resource_event(request_type: str, url: str, physical_id: str | None = None) -> dict[str, Any]:
+def custom_resource_event(request_type: str, url: str, physical_id: str | None = None, *,
+                          resource_type: str = "Custom::SchemaMigrations",
+                          properties: dict[str, str] | None = None) -> dict[str, Any]:
+    logical_id = {"Custom::SchemaMigrations": "SchemaMigrations",
+                  "Custom::DeletionProtection": "DatabaseDeletionProtectionSwitch"}.get(resource_type, "Other")
     event = {
         "RequestType": request_type, "ResponseURL": url,
         "StackId": f"arn:aws:cloudformation:us-east-1:000000000000:stack/tickets-prod/{uuid.uuid4()}",
-        "RequestId": str(uuid.uuid4()), "LogicalResourceId": "SchemaMigrations",
-        "ResourceType": "Custom::SchemaMigrations",
-        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:000000000000:function:migrate",
-                               "LayerVersion": "arn:aws:lambda:us-east-1:000000000000:layer:tickets:7"},
+        "RequestId": str(uuid.uuid4()), "LogicalResourceId": logical_id, "ResourceType": resource_type,
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:000000000000:function:deploy",
+                               **(properties or {"LayerVersion": "arn:aws:lambda:us-east-1:000000000000:layer:t:7"})},
     }
     if physical_id:
         event["PhysicalResourceId"] = physical_id
     return event
 
 
+def run_deploy(event: dict[str, Any], timeout_seconds: float = 120) -> Any:
+    return load_handler("functions/deploy")(event, LambdaContext(function_name="DeployFunction",
+                                                                timeout_seconds=timeout_seconds))
+
+
 def run_migrate(event: dict[str, Any], timeout_seconds: float = 120) -> Any:
     return load_handler("functions/migrate")(event, LambdaContext(function_name="MigrateFunction",
                                                                   timeout_seconds=timeout_seconds))
+
+
+class FakeLambda:
+    """Lambda's Invoke, running MigrateFunction's handler in this process as Lambda would."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.payloads: list[dict[str, Any]] = []
+
+    def invoke(self, FunctionName: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        assert FunctionName == "tickets-prod-MigrateFunction"
+        payload = json.loads(Payload)
+        self.payloads.append(payload)
+        try:
+            result = run_migrate(payload, self.timeout_seconds)
+        except Exception as exc:
+            error = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+            return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(json.dumps(error).encode())}
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(result).encode())}
+
+
+class FakeRds:
+    def __init__(self, busy: int = 0) -> None:
+        self.protected = False
+        self.busy = busy  # how many modify calls find the cluster busy
+        self.calls: list[bool] = []
+
+    def modify_db_cluster(self, *, DBClusterIdentifier: str, DeletionProtection: bool,  # noqa: N803
+                          ApplyImmediately: bool) -> None:  # noqa: N803
+        assert DBClusterIdentifier == "tickets-prod-cluster" and ApplyImmediately
+        if self.busy:
+            self.busy -= 1
+            raise ClientError({"Error": {"Code": "InvalidDBClusterStateFault", "Message": "busy"}}, "ModifyDBCluster")
+        self.calls.append(DeletionProtection)
+        self.protected = DeletionProtection
+
+    def describe_db_clusters(self, DBClusterIdentifier: str) -> dict[str, Any]:  # noqa: N803
+        return {"DBClusters": [{"DBClusterIdentifier": DBClusterIdentifier, "DeletionProtection": self.protected}]}
+
+
+class FakeCloudFormation:
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803
+        return {"Stacks": [{"StackId": StackName, "StackStatus": self.status}]}
+
+
+APP_PASSWORD = "app-role-password-from-the-secret-0123456789"
+
+
+@pytest.fixture
+def aws(dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+        settings_env: SettingsEnvironment) -> Iterator[dict[str, Any]]:
+    """DeployFunction's AWS: the app role's secret in (moto's) Secrets Manager, and Lambda, RDS and
+    CloudFormation as fakes. Swap entries to change them."""
+    from tickets.edge import cloudformation
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", dynamodb_endpoint)
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = secrets.create_secret(Name=f"tickets-app-{uuid.uuid4()}",
+                                SecretString=json.dumps({"username": "tickets_app", "password": APP_PASSWORD}))["ARN"]
+    settings_env.setenv("APP_DB_SECRET_ARN", arn)
+    settings_env.setenv("MIGRATE_FUNCTION_NAME", "tickets-prod-MigrateFunction")
+    clients: dict[str, Any] = {"lambda": FakeLambda(120), "rds": FakeRds(),
+                               "cloudformation": FakeCloudFormation("CREATE_IN_PROGRESS")}
+    monkeypatch.setattr(cloudformation, "_client", lambda service, **config: clients[service])
+    monkeypatch.setattr(cloudformation, "POLL_SECONDS", 0.01)
+    parameters.clear_caches()
+    yield clients
+    parameters.clear_caches()
 
 
 @pytest.fixture
@@ -197,12 +280,13 @@ def empty_database(database_url: str, settings_env: SettingsEnvironment) -> Iter
 
 
 def test_deploy_applies_the_migrations_once_and_replies_to_cloudformation(
-        cloudformation: CloudFormationReplies, empty_database: str) -> None:
+        cloudformation: CloudFormationReplies, empty_database: str, aws: dict[str, Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
     from tickets.store.migrate import function_files, migration_files
 
-    run_migrate(custom_resource_event("Create", cloudformation.url))
-    run_migrate(custom_resource_event("Update", cloudformation.url, "tickets-schema"))
-    run_migrate(custom_resource_event("Delete", cloudformation.url, "tickets-schema"))
+    run_deploy(custom_resource_event("Create", cloudformation.url))
+    run_deploy(custom_resource_event("Update", cloudformation.url, "tickets-schema"))
+    run_deploy(custom_resource_event("Delete", cloudformation.url, "tickets-schema"))
     create, update, delete = cloudformation.replies
     assert (create["Status"], create["PhysicalResourceId"], create["LogicalResourceId"]) == (
         "SUCCESS", "tickets-schema", "SchemaMigrations")
@@ -211,23 +295,80 @@ def test_deploy_applies_the_migrations_once_and_replies_to_cloudformation(
     assert (update["Status"], update["PhysicalResourceId"], update["Data"]["Applied"]) == (
         "SUCCESS", "tickets-schema", "none")
     assert (delete["Status"], delete["PhysicalResourceId"]) == ("SUCCESS", "tickets-schema")
+    assert aws["lambda"].payloads == [{"app_role_password": APP_PASSWORD}] * 2  # the delete runs nothing
+    assert APP_PASSWORD not in capsys.readouterr().out  # never logged
     with psycopg.connect(empty_database) as conn:  # the schema stays: it goes with the database
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+        verifier = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'tickets_app'").fetchone()
+        assert verifier is not None and str(verifier[0]).startswith("SCRAM-SHA-256$")
+    with psycopg.connect(psycopg.conninfo.make_conninfo(empty_database, user="tickets_app")) as conn:
         timeouts = conn.execute("SELECT setting FROM pg_settings WHERE name IN"
                                 " ('statement_timeout', 'idle_in_transaction_session_timeout') ORDER BY name")
         assert [row[0] for row in timeouts] == ["30000", "5000"]  # from the role, in a new session
 
 
 def test_unreachable_database_fails_the_deploy_before_lambda_times_out(
-        cloudformation: CloudFormationReplies, settings_env: SettingsEnvironment) -> None:
+        cloudformation: CloudFormationReplies, settings_env: SettingsEnvironment, aws: dict[str, Any]) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     settings_env.setenv("DATABASE_URL", f"postgresql://tickets@127.0.0.1:{port}/tickets")
-    run_migrate(custom_resource_event("Create", cloudformation.url), timeout_seconds=65)
+    aws["lambda"] = FakeLambda(timeout_seconds=65)  # MigrateFunction keeps 60 s to report a failure
+    run_deploy(custom_resource_event("Create", cloudformation.url))
     (reply,) = cloudformation.replies
-    assert reply["Status"] == "FAILED" and "127.0.0.1" in reply["Reason"]
+    assert reply["Status"] == "FAILED" and "MigrateFunction failed" in reply["Reason"]
+    assert "127.0.0.1" in reply["Reason"]
 
 
-def test_migrate_by_hand_reports_what_it_applied(database_url: str) -> None:
+def test_the_reply_to_cloudformation_gives_up_after_a_few_attempts() -> None:
+    """With no route to CloudFormation's URL, the reply stops trying instead of looping until Lambda
+    stops it (and CloudFormation waits out the resource's ServiceTimeout, not an hour)."""
+    from tickets.edge import cloudformation
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    waits: list[float] = []
+    event = custom_resource_event("Delete", f"https://127.0.0.1:{port}/reply", "tickets-schema")
+    started = time.monotonic()
+    assert cloudformation.reply(event, "SUCCESS", "tickets-schema", sleep=waits.append) is False
+    assert len(waits) == cloudformation.REPLY_ATTEMPTS - 1
+    assert time.monotonic() - started < cloudformation.REPLY_ATTEMPTS * cloudformation.REPLY_TIMEOUT_SECONDS
+
+
+def protection_event(request_type: str, url: str, enabled: str = "true") -> dict[str, Any]:
+    return custom_resource_event(request_type, url, None if request_type == "Create" else "tickets-prod-cluster-dp",
+                                 resource_type="Custom::DeletionProtection",
+                                 properties={"ClusterIdentifier": "tickets-prod-cluster", "Enabled": enabled})
+
+
+def test_deletion_protection_is_switched_on_last_and_lifted_only_when_a_create_rolls_back(
+        cloudformation: CloudFormationReplies, aws: dict[str, Any]) -> None:
+    rds = aws["rds"] = FakeRds(busy=2)  # a cluster still settling refuses changes for a while
+    run_deploy(protection_event("Create", cloudformation.url))
+    assert rds.calls == [True] and rds.protected
+    run_deploy(protection_event("Update", cloudformation.url, enabled="false"))
+    assert rds.calls == [True, False]
+    run_deploy(protection_event("Update", cloudformation.url, enabled="true"))
+    aws["cloudformation"] = FakeCloudFormation("DELETE_IN_PROGRESS")  # sam delete: protection holds
+    run_deploy(protection_event("Delete", cloudformation.url))
+    assert rds.calls == [True, False, True] and rds.protected
+    aws["cloudformation"] = FakeCloudFormation("ROLLBACK_IN_PROGRESS")  # a failed first deploy
+    run_deploy(protection_event("Delete", cloudformation.url))
+    assert rds.calls == [True, False, True, False] and not rds.protected
+    assert [reply["Status"] for reply in cloudformation.replies] == ["SUCCESS"] * 5
+    assert cloudformation.replies[0]["PhysicalResourceId"] == "tickets-prod-cluster-deletion-protection"
+
+
+def test_an_unknown_custom_resource_fails_with_a_reason(cloudformation: CloudFormationReplies,
+                                                        aws: dict[str, Any]) -> None:
+    run_deploy(custom_resource_event("Create", cloudformation.url, resource_type="Custom::Other"))
+    (reply,) = cloudformation.replies
+    assert reply["Status"] == "FAILED" and "Custom::Other" in reply["Reason"]
+    assert reply["PhysicalResourceId"] == "Other-failed"
+
+
+def test_migrations_by_hand_report_what_they_applied(database_url: str, aws: dict[str, Any]) -> None:
     assert run_migrate({}) == {"applied": []}
+    assert run_deploy({}) == {"applied": []}
+    assert aws["lambda"].payloads == [{"app_role_password": APP_PASSWORD}]

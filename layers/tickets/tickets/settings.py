@@ -28,6 +28,10 @@ class Settings(BaseModel):
     admin_token_secret_arn: str | None = Field(None, alias="ADMIN_TOKEN_SECRET_ARN")
     admin_token: str = Field("", alias="TICKETS_ADMIN_TOKEN")
     function_name: str = Field("tickets", alias="AWS_LAMBDA_FUNCTION_NAME")
+    # DeployFunction only: the function that applies the migrations inside the VPC, and the
+    # secret holding the password of the functions' database user (tickets_app).
+    migrate_function_name: str | None = Field(None, alias="MIGRATE_FUNCTION_NAME")
+    app_db_secret_arn: str | None = Field(None, alias="APP_DB_SECRET_ARN")
 
 
 # The variable names, for the tools that write or check an environment (the local stage, the tests).

@@ -3,6 +3,13 @@
 -- Function files are re-applied whenever their text changes (tickets/store/migrate.py), in file
 -- name order, after the versioned table migrations: so every definition here is
 -- CREATE OR REPLACE, and a file only uses functions of files sorted before it (or itself).
+--
+-- Entry points: a function the application calls (tickets.store.db.call) is declared
+-- SECURITY DEFINER SET search_path = public, pg_temp. The functions sign in as tickets_app, which
+-- may execute those and nothing else (../privileges.sql); they run with the rights of the
+-- schema's owner, tickets_owner, and every other function here is theirs to call. A function
+-- the application calls changes its arguments or result only by a new name (README, "Changing
+-- the schema": the code of the previous release still calls the old one during a deploy).
 
 -- The live-hold rule, written once: a hold lapses at expires_at, by the clock of the moment
 -- (clock_timestamp, not the transaction's start), whether or not the expiry job has run. A
@@ -78,6 +85,7 @@ $$;
 
 -- Readiness: the database answers a call of the application's own functions.
 CREATE OR REPLACE FUNCTION ready() RETURNS boolean
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'reserve_seats')
 $$;

@@ -265,6 +265,7 @@ $$;
 
 -- Reclaim before a reserve retried (tickets/domain/reservations.py): the lapsed holds that block this tier.
 CREATE OR REPLACE FUNCTION reclaim_lapsed_for_tier(p_tier_id uuid) RETURNS jsonb
-LANGUAGE sql SET lock_timeout = '2s' AS $$
+LANGUAGE sql SET lock_timeout = '2s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT reclaim_lapsed(tiers_sharing_capacity(p_tier_id), 10000)
 $$;

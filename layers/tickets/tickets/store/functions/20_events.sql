@@ -3,7 +3,8 @@
 -- An event as the API shows it, with its tiers and the seats a buyer could have right now;
 -- NULL when there is no such event.
 CREATE OR REPLACE FUNCTION event_json(p_event_id uuid) RETURNS jsonb
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT jsonb_build_object(
         'event_id', e.event_id,
         'name', e.name,
@@ -35,7 +36,8 @@ $$;
 -- Availability: per tier, per quota, and the event's total: the least of the tiers' sum and,
 -- for each quota, its free seats plus the available seats of the tiers outside it.
 CREATE OR REPLACE FUNCTION event_availability(p_event_id uuid) RETURNS jsonb
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     WITH event AS (SELECT event_json(p_event_id) AS e),
     tier AS (
         SELECT t, n, (t->>'tier_id')::uuid AS tier_id, (t->>'available_seats')::integer AS seats
@@ -69,7 +71,8 @@ $$;
 -- Returns {"outcome": "created" | "exists", "event": {...}}: an event id that is taken leaves
 -- everything as it was (the local stage's seed relies on that).
 CREATE OR REPLACE FUNCTION create_event(p_event jsonb) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_event_id uuid := (p_event->>'event_id')::uuid;
     v_tier     record;

@@ -32,7 +32,8 @@ CREATE OR REPLACE FUNCTION reserve_seats(
     p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_address text,
     p_reservation_id uuid, p_secret text, p_request_key text
 ) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_event     events%ROWTYPE;
     v_tier      tiers%ROWTYPE;
@@ -143,7 +144,8 @@ $$;
 
 -- A reservation as its holder sees it; NULL when the id or the secret does not match.
 CREATE OR REPLACE FUNCTION reservation_read(p_reservation_id uuid, p_secret text) RETURNS jsonb
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql VOLATILE
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT reservation_json(r) FROM reservations r
     WHERE r.reservation_id = p_reservation_id AND r.reservation_secret = p_secret
 $$;
@@ -151,7 +153,8 @@ $$;
 -- Cancel: a live hold becomes 'cancelled' and its seats are free at once; cancelling a
 -- cancelled reservation returns it again ("cancelled").
 CREATE OR REPLACE FUNCTION cancel_reservation(p_reservation_id uuid, p_secret text) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_row reservations%ROWTYPE;
 BEGIN
@@ -182,7 +185,8 @@ $$;
 CREATE OR REPLACE FUNCTION claim_payment(
     p_reservation_id uuid, p_secret text, p_claim text, p_lease_seconds integer, p_intent_key text
 ) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_row reservations%ROWTYPE;
 BEGIN
@@ -221,7 +225,8 @@ $$;
 CREATE OR REPLACE FUNCTION release_payment_claim(
     p_reservation_id uuid, p_claim text, p_intent_key text, p_outcome text, p_only_if_lapsed boolean
 ) RETURNS boolean
-LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
     UPDATE payment_intents SET status = p_outcome, settled_at = clock_timestamp()
     WHERE intent_key = p_intent_key AND status = 'pending' AND claim = p_claim
@@ -245,7 +250,8 @@ $$;
 CREATE OR REPLACE FUNCTION confirm_reservation(
     p_reservation_id uuid, p_claim text, p_intent_key text, p_transaction_id text, p_amount bigint
 ) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_row    reservations%ROWTYPE;
     v_intent payment_intents%ROWTYPE;
@@ -286,7 +292,8 @@ $$;
 
 -- A refund_due payment the provider has refunded; its reservation then says so.
 CREATE OR REPLACE FUNCTION record_refund(p_transaction_id text) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE sql
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     WITH refunded AS (
         UPDATE payments SET status = 'refunded', refunded_at = clock_timestamp()
         WHERE transaction_id = p_transaction_id AND status = 'refund_due'
@@ -299,7 +306,8 @@ $$;
 -- Reconciliation's work list: intents still pending after their confirm's lease ended, and
 -- refunds not yet sent; oldest first, at most p_limit of each.
 CREATE OR REPLACE FUNCTION payments_to_settle(p_limit integer) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT jsonb_build_object(
         'intents', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                         'intent_key', i.intent_key, 'reservation_id', i.reservation_id, 'claim', i.claim,

@@ -3,7 +3,8 @@
 DROP FUNCTION IF EXISTS check_in_ticket(text);
 
 CREATE OR REPLACE FUNCTION check_in_ticket(p_ticket_code text, p_scan uuid) RETURNS jsonb
-LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
+LANGUAGE plpgsql SET lock_timeout = '2s'
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_ticket tickets%ROWTYPE;
 BEGIN

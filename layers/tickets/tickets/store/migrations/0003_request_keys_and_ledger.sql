@@ -1,3 +1,4 @@
+-- contract: none released (the payment_status check gains a value; reservation_secret is filled, then NOT NULL)
 -- Faults never cost a buyer money or seats: every write idempotent in the database, a payment
 -- ledger, reservation secrets and the per-address hold limit.
 

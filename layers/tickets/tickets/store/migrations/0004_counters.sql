@@ -1,3 +1,4 @@
+-- contract: none released (tier_inventory becomes a read-only view over the counters)
 -- Counters that scale: each capacity (a tier's, a quota's) is a counter spread over share rows,
 -- so that concurrent reserves lock different rows. The rules are in functions/10_inventory.sql.
 -- Shared capacity: quotas over several tiers of one event.
