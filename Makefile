@@ -69,7 +69,7 @@ build: $(SAM)  ## sam build into .aws-sam/build, with the local interpreter matc
 build-check: $(STAMP) build  ## Runs the built functions and layer on the runtime's interpreter (tests/build)
 	SAM_BUILD_DIR=$(BUILD_DIR) LAMBDA_PYTHON=$$(tools/lambda_python.sh) $(BIN)/python -m pytest tests/build -q
 
-bench-db: $(STAMP)  ## Reservations/s the database takes on one hot tier (pgbench on reserve_seats)
+bench-db: $(STAMP)  ## The database on a hot on-sale: hot tier, quota and spread against a one-row UPDATE; a sell-out
 	$(BIN)/python -m benchmarks.reserve_db
 
 migrate: $(STAMP)  ## Applies migrations to $$DATABASE_URL

@@ -1,23 +1,36 @@
-"""How many reservations a second the database takes on ONE hot tier: the ceiling the API sits under.
+"""What the database takes on a hot on-sale, as ratios against references measured in the same run.
 
-    make bench-db                      # a throwaway cluster; or DATABASE_URL=... to measure yours
-    BENCH_SECONDS=20 BENCH_CLIENTS=1,8,32 make bench-db
+    make bench-db                      # a durable throwaway cluster; or DATABASE_URL=... to measure yours
+    BENCH_SECONDS=20 BENCH_CLIENTS=1,4,16,64 make bench-db
 
-Every reserve of one tier locks that tier's inventory row, so this is the number that bounds a
-sell-out of one hot event, whatever the Lambda concurrency. pgbench drives the same SQL function
-the reserve handler calls (reserve_seats, one statement, autocommit, simple protocol as behind
-RDS Proxy), each call a distinct buyer, on a tier large enough never to sell out. It prints
-reservations per second and latency per client count; the figures are the machine's, not AWS's.
+pgbench drives the SQL function the reserve handler calls (reserve_seats: one statement,
+autocommit, simple protocol as behind RDS Proxy; each call a new buyer) in four shapes per
+client count:
+  row        a bare single-row UPDATE: what one row lock and one commit cost (the reference)
+  hot        reserve on ONE tier, too large to sell out
+  hot_quota  the same, on a tier whose event also has a quota over all its tiers
+  spread     reserve over 256 tiers, a random one per call (no contention: the ceiling)
+Then a sell-out: a tier of SELLOUT_SEATS seats, SELLOUT_CLIENTS threads reserving 1-4 seats at
+random until it is sold out, counting seats sold and oversold, and false refusals: a refusal whose
+available_seats is at least the quantity asked, or a sold_out answered before a reserve that
+started after it still got seats (no seat is ever given back in this run, so the count only falls).
+Writes benchmarks/results/bench-db.json. The figures are this machine's, not AWS's.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -27,59 +40,146 @@ from localstage.template import load_template
 from tickets.domain.events import create_event
 from tickets.models import EventCreate
 
+RESULTS = Path(__file__).parent / "results" / "bench-db.json"
 CAPACITY = 1_000_000
+SPREAD_TIERS = 256
+SELLOUT_SEATS = int(os.environ.get("SELLOUT_SEATS", "20000"))
+SELLOUT_CLIENTS = int(os.environ.get("SELLOUT_CLIENTS", "64"))
 
-# One reservation of one seat by a new buyer; pgbench's random() makes each buyer distinct.
-PGBENCH_SCRIPT = """\
-\\set buyer random(1, 1000000000)
-SELECT reserve_seats('{event}'::uuid, '{tier}'::uuid, 1, 'bench-' || :client_id || '-' || :buyer, gen_random_uuid());
-"""
+# One seat for a new buyer each call (pgbench's random() makes the buyer distinct).
+RESERVE = ("SELECT reserve_seats({event}, {tier}, 1, 'b-' || :client_id || '-' || :buyer, 'a', gen_random_uuid(),"
+           " 's', NULL);")
+SCRIPTS = {
+    "row": "UPDATE bench_row SET n = n + 1 WHERE id = 1;",
+    "hot": "\\set buyer random(1, 1000000000)\n" + RESERVE.format(event="'{hot_event}'", tier="'{hot_tier}'"),
+    "hot_quota": "\\set buyer random(1, 1000000000)\n"
+                 + RESERVE.format(event="'{quota_event}'", tier="'{quota_tier}'"),
+    "spread": "\\set buyer random(1, 1000000000)\n\\set n random(1, " + str(SPREAD_TIERS) + ")\n"
+              + RESERVE.format(event="(SELECT event_id FROM bench_tiers WHERE n = :n)",
+                               tier="(SELECT tier_id FROM bench_tiers WHERE n = :n)"),
+}
 
 
-def create_hot_event(url: str) -> tuple[str, str]:
-    """An event of one tier too large to sell out, created through the domain as POST /events does."""
-    os.environ["DATABASE_URL"] = url
+def new_event(tiers: list[dict[str, Any]], quotas: list[dict[str, Any]] | None = None) -> tuple[str, list[str]]:
+    """An event created through the domain, as POST /events does: (event_id, tier ids)."""
     event = create_event(EventCreate.model_validate({
-        "name": "bench", "starts_at": "2030-01-01T00:00:00Z",
-        "tiers": [{"name": "GA", "capacity": CAPACITY, "price": 100}]}))
-    return str(event.event_id), str(event.tiers[0].tier_id)
+        "name": "bench", "starts_at": "2030-01-01T00:00:00Z", "tiers": tiers, "quotas": quotas or []}))
+    return str(event.event_id), [str(tier.tier_id) for tier in event.tiers]
 
 
-def run_pgbench(url: str, script: Path, clients: int, seconds: int) -> tuple[float, float, int]:
-    """(transactions per second, mean latency ms, failed transactions)."""
+def prepare(url: str) -> dict[str, str]:
+    os.environ["DATABASE_URL"] = url
+    hot_event, (hot_tier,) = new_event([{"name": "GA", "capacity": CAPACITY, "price": 100}])
+    quota_event, (quota_tier, _) = new_event(
+        [{"name": "GA", "capacity": CAPACITY, "price": 100}, {"name": "VIP", "capacity": 1000, "price": 900}],
+        [{"name": "Hall", "capacity": CAPACITY, "tiers": ["GA", "VIP"]}])
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_row (id int PRIMARY KEY, n bigint)")
+        conn.execute("INSERT INTO bench_row VALUES (1, 0) ON CONFLICT DO NOTHING")
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_tiers (n int PRIMARY KEY, event_id uuid, tier_id uuid)")
+        conn.execute("TRUNCATE bench_tiers")
+        for n in range(1, SPREAD_TIERS + 1):
+            event_id, (tier_id,) = new_event([{"name": "GA", "capacity": CAPACITY, "price": 100}])
+            conn.execute("INSERT INTO bench_tiers VALUES (%s, %s, %s)", (n, event_id, tier_id))
+    return {"hot_event": hot_event, "hot_tier": hot_tier, "quota_event": quota_event, "quota_tier": quota_tier}
+
+
+def run_pgbench(url: str, script: Path, clients: int, seconds: int) -> float:
+    """Transactions per second (failed transactions are an error: the run would be meaningless)."""
     completed = subprocess.run(
         [str(bin_dir() / "pgbench"), "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 4)),
          "-T", str(seconds), "-f", str(script), url],
         capture_output=True, text=True, check=True)
-    tps = float(re.search(r"tps = ([\d.]+)", completed.stdout).group(1))  # type: ignore[union-attr]
-    latency = float(re.search(r"latency average = ([\d.]+) ms", completed.stdout).group(1))  # type: ignore[union-attr]
     failed = re.search(r"number of failed transactions: (\d+)", completed.stdout)
-    return tps, latency, int(failed.group(1)) if failed else 0
+    if failed and int(failed.group(1)):
+        raise RuntimeError(f"pgbench: {failed.group(0)}\n{completed.stdout}")
+    match = re.search(r"tps = ([\d.]+)", completed.stdout)
+    assert match is not None, completed.stdout
+    return float(match.group(1))
+
+
+def sellout(url: str) -> dict[str, Any]:
+    """SELLOUT_CLIENTS buyers on one tier of SELLOUT_SEATS seats, 1-4 seats each, until it is sold out."""
+    event_id, (tier_id,) = new_event([{"name": "GA", "capacity": SELLOUT_SEATS, "price": 100}])
+    calls: list[tuple[float, float, int, str, int]] = []  # start, end, quantity, outcome, available_seats
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def buyer(number: int) -> None:
+        rng = random.Random(number)  # noqa: S311 - quantities, not secrets
+        mine: list[tuple[float, float, int, str, int]] = []
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+            while not done.is_set():
+                quantity = rng.randint(1, 4)
+                start = time.monotonic()
+                row = conn.execute("SELECT reserve_seats(%s, %s, %s, %s, 'a', %s, 's', NULL)",
+                                   (event_id, tier_id, quantity, f"s-{number}-{len(mine)}", uuid.uuid4())).fetchone()
+                end = time.monotonic()
+                assert row is not None
+                result = row[0]
+                mine.append((start, end, quantity, result["outcome"], int(result.get("available_seats", -1))))
+                if result["outcome"] == "sold_out":
+                    done.set()
+        with lock:
+            calls.extend(mine)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(SELLOUT_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - started
+    sold = sum(quantity for _, _, quantity, outcome, _ in calls if outcome == "held")
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT seats_taken FROM tier_inventory WHERE tier_id = %s", (tier_id,)).fetchone()
+        in_db = conn.execute("SELECT coalesce(sum(quantity), 0) FROM reservations WHERE tier_id = %s",
+                             (tier_id,)).fetchone()
+    assert row is not None and in_db is not None
+    last_success_start = max((start for start, _, _, outcome, _ in calls if outcome == "held"), default=0.0)
+    false_refusals = sum(
+        1 for start, end, quantity, outcome, available in calls
+        if (outcome == "insufficient_inventory" and available >= quantity)
+        or (outcome == "sold_out" and end < last_success_start))
+    return {"capacity": SELLOUT_SEATS, "clients": SELLOUT_CLIENTS, "seconds": round(seconds, 2),
+            "reserves": len(calls), "seats_sold": sold, "seats_in_database": int(in_db[0]),
+            "counter_seats_taken": int(row[0]), "seats_oversold": max(0, int(in_db[0]) - SELLOUT_SEATS),
+            "false_refusals": false_refusals}
 
 
 def main() -> int:
-    seconds = int(os.environ.get("BENCH_SECONDS", "10"))
+    seconds = int(os.environ.get("BENCH_SECONDS", "8"))
     client_counts = [int(n) for n in os.environ.get("BENCH_CLIENTS", "1,4,16,64").split(",")]
     given = os.environ.get("DATABASE_URL")
-    # A throwaway cluster unless DATABASE_URL is set; fsync on: commits cost what they cost.
+    # A throwaway cluster unless DATABASE_URL is set; durable (fsync on): commits cost what they cost.
     with LocalBackends(load_template(), database_url=given, dynamodb=False) as backends, \
             tempfile.TemporaryDirectory(prefix="tickets-bench-") as workdir:
         url = backends.database_url
-        event_id, tier_id = create_hot_event(url)
-        script = Path(workdir) / "reserve.sql"
-        script.write_text(PGBENCH_SCRIPT.format(event=event_id, tier=tier_id), encoding="utf-8")
-        print(f"reserve_seats on one tier, {seconds} s per row, {os.cpu_count()} CPUs, "
-              f"{'DATABASE_URL' if given else 'throwaway cluster'}")
-        print(f"{'clients':>8} {'reservations/s':>15} {'mean latency ms':>16} {'failed':>7}")
+        ids = prepare(url)
+        scripts = {}
+        for shape, text in SCRIPTS.items():
+            scripts[shape] = Path(workdir) / f"{shape}.sql"
+            scripts[shape].write_text(text.format(**ids) + "\n", encoding="utf-8")
+        print(f"{seconds} s per point, {os.cpu_count()} CPUs, {'DATABASE_URL' if given else 'throwaway cluster'};"
+              " transactions per second")
+        print(f"{'clients':>7} {'row':>7} {'hot':>7} {'hot_quota':>9} {'spread':>7}"
+              f" {'hot/spread':>10} {'quota/spread':>12} {'hot/row':>7}")
+        figures: dict[str, dict[str, float]] = {}
         for clients in client_counts:
-            tps, latency, failed = run_pgbench(url, script, clients, seconds)
-            print(f"{clients:>8} {tps:>15.0f} {latency:>16.2f} {failed:>7}", flush=True)
-        with psycopg.connect(url) as conn:
-            held, taken = conn.execute(
-                "SELECT (SELECT coalesce(sum(quantity), 0) FROM reservations WHERE tier_id = %s AND status = 'held'),"
-                " (SELECT seats_taken FROM tier_inventory WHERE tier_id = %s)", (tier_id, tier_id)).fetchone()  # type: ignore[misc]
-        print(f"held seats {held}, inventory seats_taken {taken}: {'consistent' if held == taken else 'MISMATCH'}")
-        return 0 if held == taken else 1
+            point = {shape: run_pgbench(url, script, clients, seconds) for shape, script in scripts.items()}
+            figures[str(clients)] = point
+            print(f"{clients:>7} {point['row']:>7.0f} {point['hot']:>7.0f} {point['hot_quota']:>9.0f}"
+                  f" {point['spread']:>7.0f} {point['hot'] / point['spread']:>10.2f}"
+                  f" {point['hot_quota'] / point['spread']:>12.2f} {point['hot'] / point['row']:>7.2f}", flush=True)
+        result = sellout(url)
+        print("sell-out: " + ", ".join(f"{name} {value}" for name, value in result.items()))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"clients": figures, "sellout": result}, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    consistent = (result["seats_sold"] == result["capacity"] == result["seats_in_database"]
+                  == result["counter_seats_taken"] and result["false_refusals"] == 0)
+    print("sell-out consistent" if consistent else "sell-out INCONSISTENT")
+    return 0 if consistent else 1
 
 
 if __name__ == "__main__":

@@ -102,6 +102,13 @@ if [[ "$WHAT" != bats ]]; then
   else
     failed+=("race CONCURRENT_REQUESTS=$RACE_CONCURRENCY")
   fi
+  say "race script, quota case: 5 seats of a hall over a tier of 10, CONCURRENT_REQUESTS=$RACE_CONCURRENCY"
+  if QUOTA=1 CONCURRENT_REQUESTS="$RACE_CONCURRENCY" TEST_ITERATIONS=1 SEATS=5 QUANTITY=1 \
+    "$PYTHON" "$ROOT/tests/race/race.py"; then
+    :
+  else
+    failed+=("race QUOTA=1")
+  fi
 fi
 
 if [[ -n "$STAGE_DIR" ]]; then

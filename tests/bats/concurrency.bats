@@ -55,7 +55,9 @@ setup_file() {
   read -r PARTIAL_EVENT PARTIAL_TIER <<<"$ids"
   ids="$(create_event recycle 10 10)"
   read -r RECYCLE_EVENT RECYCLE_TIER <<<"$ids"
-  export MANY_EVENT MANY_TIER EXACT_EVENT EXACT_TIER OVER_EVENT OVER_TIER FIVE_EVENT FIVE_TIER \
+  ids="$(create_event hall 20 10 8)"
+  read -r HALL_EVENT HALL_TIER <<<"$ids"
+  export HALL_EVENT HALL_TIER MANY_EVENT MANY_TIER EXACT_EVENT EXACT_TIER OVER_EVENT OVER_TIER FIVE_EVENT FIVE_TIER \
     PARTIAL_EVENT PARTIAL_TIER RECYCLE_EVENT RECYCLE_TIER
 }
 
@@ -211,4 +213,16 @@ SQL
   assert_round recycle-2 "$wins" sold_out 0
   assert_available "$RECYCLE_EVENT" $((10 - wins))
   assert_db "$RECYCLE_EVENT" 10 "$wins" 0 "$wins"
+}
+
+@test "a quota binds below its tier: CONCURRENCY buyers for a tier of 20 in a hall of 8: min(8, CONCURRENCY) holds" {
+  local wins=$((CONCURRENCY < 8 ? CONCURRENCY : 8))
+  fire_reservations hall "$HALL_EVENT" "$HALL_TIER" 1 "$CONCURRENCY"
+  report_round hall "$CONCURRENCY buyers x 1 seat, tier 20 in a hall of 8"
+  assert_round hall "$wins" sold_out 0
+  assert_holds hall "$HALL_EVENT" "$HALL_TIER" 1
+  assert_available "$HALL_EVENT" $((8 - wins))
+  api GET "/events/$HALL_EVENT/availability"
+  expect_eq "$(jq -r '.quotas[0].available_seats' <<<"$HTTP_BODY")" $((8 - wins)) "the hall's available_seats"
+  assert_db_counters "$HALL_EVENT" "$wins"
 }

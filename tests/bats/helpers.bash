@@ -69,12 +69,14 @@ expect_eq() {
   fi
 }
 
-# create_event NAME CAPACITY MAX_PER_ORDER: prints "event_id tier_id", records the event for teardown.
+# create_event NAME CAPACITY MAX_PER_ORDER [HALL]: HALL, when given, is a quota over the tier: prints "event_id tier_id", records the event for teardown.
 create_event() {
-  local name=$1 capacity=$2 max_per_order=$3 payload
+  local name=$1 capacity=$2 max_per_order=$3 hall=${4:-} payload
   payload="$(jq -cn --arg name "$RUN_ID-$name" --argjson capacity "$capacity" --argjson mpo "$max_per_order" \
+    --arg hall "$hall" \
     '{name: $name, venue: "bats stage checks", starts_at: "2031-06-01T19:00:00Z", currency: "EUR",
-      hold_seconds: 600, tiers: [{name: "General", capacity: $capacity, price: 2500, max_per_order: $mpo}]}')"
+      hold_seconds: 600, tiers: [{name: "General", capacity: $capacity, price: 2500, max_per_order: $mpo}]}
+     + (if $hall == "" then {} else {quotas: [{name: "Hall", capacity: ($hall | tonumber), tiers: ["General"]}]} end)')"
   admin_api POST /events "$payload"
   if [[ "$HTTP_STATUS" != 201 ]]; then
     echo "POST /events answered $HTTP_STATUS: $HTTP_BODY" >&2
@@ -382,4 +384,28 @@ SQL
   fi
   expect_eq "$live_rows" "$reservations" "live (held or confirmed) reservation rows of the event in the database"
   note "  database: $db_held held + $db_confirmed confirmed of $capacity, seats_taken $seats_taken, $live_rows live reservations"
+}
+
+# assert_db_counters EVENT_ID SEATS: every counter of the event (its tier's and its quotas') has
+# exactly SEATS seats taken, as many as its live holds and sales hold, and none is over capacity.
+assert_db_counters() {
+  local event_id=$1 seats=$2
+  [[ "${DB_REACHABLE:-0}" == 1 ]] || return 0
+  local rows line counter capacity taken counted
+  rows="$(psql_event "$event_id" <<'SQL'
+SELECT c.counter_id, c.capacity, c.capacity - (SELECT sum(free) FROM counter_shares s WHERE s.counter_id = c.counter_id),
+       coalesce((SELECT sum(quantity) FROM reservations r WHERE r.tier_id IN (SELECT counter_tiers(c.counter_id))
+                 AND r.status IN ('held', 'confirmed')), 0)
+FROM counters c
+WHERE c.counter_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id'
+                       UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id');
+SQL
+)"
+  expect_eq "$(grep -c . <<<"$rows")" 2 "counters of event $event_id (its tier and its quota)"
+  while IFS=$'\t' read -r counter capacity taken counted; do
+    expect_eq "$taken" "$seats" "seats taken on counter $counter"
+    expect_eq "$counted" "$seats" "seats of live holds and sales counted by counter $counter"
+    ((taken <= capacity)) || { echo "FAILED: OVERSOLD counter $counter: $taken of $capacity" >&2; return 1; }
+  done <<<"$rows"
+  note "  database: both counters hold $seats seats"
 }

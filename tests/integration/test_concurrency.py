@@ -35,14 +35,17 @@ def race(count: int, work: Callable[[int], T]) -> list[T]:
 
 
 def assert_counters_agree_with_rows(db: Any) -> None:
-    """seats_taken of every tier = seats of its confirmed holds and of its held (live or lapsed) ones."""
+    """Every counter (a tier's, a quota's): capacity - free seats over its shares = seats of the
+    confirmed and held (live or lapsed) reservations of the tiers it counts, within capacity."""
     rows = db.execute("""
-        SELECT i.tier_id, i.seats_taken, i.capacity,
+        SELECT c.counter_id, c.capacity, c.capacity - (SELECT sum(free) FROM counter_shares s
+                                                       WHERE s.counter_id = c.counter_id),
                coalesce((SELECT sum(quantity) FROM reservations r
-                         WHERE r.tier_id = i.tier_id AND r.status IN ('held', 'confirmed')), 0)
-        FROM tier_inventory i""").fetchall()
-    for tier_id, taken, capacity, counted in rows:
-        assert taken == counted, f"tier {tier_id}: counter {taken} but rows hold {counted}"
+                         WHERE r.tier_id IN (SELECT counter_tiers(c.counter_id))
+                           AND r.status IN ('held', 'confirmed')), 0)
+        FROM counters c""").fetchall()
+    for counter_id, capacity, taken, counted in rows:
+        assert taken == counted, f"counter {counter_id}: {taken} seats taken but rows hold {counted}"
         assert 0 <= taken <= capacity
 
 

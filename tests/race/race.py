@@ -12,7 +12,8 @@ buyers won (never a refusal while seats were free). It cancels its holds and pur
 
 Environment: API_URL (default: the local stage of `make dev`, from its stage.json),
 TICKETS_ADMIN_TOKEN, DATABASE_URL (optional), CONCURRENT_REQUESTS (50), TEST_ITERATIONS (5),
-SEATS (1), QUANTITY (1), REQUEST_TIMEOUT seconds (60). Exit status: 0 when every iteration
+SEATS (1), QUANTITY (1), REQUEST_TIMEOUT seconds (60), QUOTA (0; 1: the SEATS are a quota, a
+"Hall", over a tier twice as large, so the quota is what binds). Exit status: 0 when every iteration
 passed, 1 on any oversell, unexpected answer or failed check, 2 on bad configuration.
 See tests/race/README.md.
 """
@@ -69,6 +70,7 @@ class Config:
     seats: int
     quantity: int
     timeout: float
+    quota: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
@@ -99,7 +101,8 @@ class Config:
         return cls(api_url=api_url.rstrip("/"), token=token, database_url=database_url, target=target,
                    concurrency=_positive_int("CONCURRENT_REQUESTS", 50, 5000),
                    iterations=_positive_int("TEST_ITERATIONS", 5, 100_000),
-                   seats=seats, quantity=quantity, timeout=timeout)
+                   seats=seats, quantity=quantity, timeout=timeout,
+                   quota=os.environ.get("QUOTA", "0").strip() not in ("", "0"))
 
     @property
     def expected_wins(self) -> int:
@@ -181,8 +184,10 @@ class Api:
     def create_event(self, name: str) -> tuple[str, str]:
         payload = {"name": name, "venue": "race script", "starts_at": "2031-06-01T19:00:00Z", "currency": "EUR",
                    "hold_seconds": 600,
-                   "tiers": [{"name": "General", "capacity": self.config.seats, "price": PRICE,
-                              "max_per_order": self.config.quantity}]}
+                   "tiers": [{"name": "General", "capacity": self.config.seats * (2 if self.config.quota else 1),
+                              "price": PRICE, "max_per_order": self.config.quantity}]}
+        if self.config.quota:
+            payload["quotas"] = [{"name": "Hall", "capacity": self.config.seats, "tiers": ["General"]}]
         response = self.call("POST", "/events", payload, admin=True)
         if response.status_code != 201:
             raise RuntimeError(f"POST /events answered {response.status_code}: {response.text[:300]}")
@@ -221,16 +226,19 @@ class Database:
         return done.stdout
 
     def event_seats(self, event_id: str) -> tuple[int, int, int, int] | None:
-        """(capacity, seats_taken, held + confirmed seats, held + confirmed reservations) of the event's tier."""
+        """(capacity, seats_taken, held + confirmed seats, held + confirmed reservations) of the event's
+        binding counter: its tier's, or the quota over it when the quota is smaller."""
         out = self._run("""
-            SELECT i.capacity, i.seats_taken,
-                   coalesce(sum(r.quantity) FILTER (WHERE r.status = 'confirmed'
-                       OR (r.status = 'held' AND r.expires_at > clock_timestamp())), 0),
-                   count(r.reservation_id) FILTER (WHERE r.status IN ('held', 'confirmed'))
-            FROM tiers t JOIN tier_inventory i ON i.tier_id = t.tier_id
-            LEFT JOIN reservations r ON r.tier_id = t.tier_id
-            WHERE t.event_id = :'event_id'
-            GROUP BY i.capacity, i.seats_taken;
+            SELECT c.capacity, c.capacity - (SELECT sum(free) FROM counter_shares s WHERE s.counter_id = c.counter_id),
+                   (SELECT coalesce(sum(r.quantity) FILTER (WHERE r.status = 'confirmed'
+                        OR (r.status = 'held' AND r.expires_at > clock_timestamp())), 0)
+                    FROM reservations r WHERE r.event_id = :'event_id'),
+                   (SELECT count(*) FROM reservations r
+                    WHERE r.event_id = :'event_id' AND r.status IN ('held', 'confirmed'))
+            FROM counters c
+            WHERE c.counter_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id'
+                                   UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id')
+            ORDER BY c.capacity LIMIT 1;
             """, {"event_id": event_id}).strip()
         if not out:
             return None

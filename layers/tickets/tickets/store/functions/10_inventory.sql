@@ -15,8 +15,11 @@
 --   1. fast: a share that has the seats and is not locked (FOR UPDATE SKIP LOCKED), from a
 --      random starting point, so concurrent reserves spread over the shares without waiting;
 --   2. busy: when every share that has the seats is locked, wait on ONE of them (random), and
---      take the seats if it still has them after the wait. The wait runs in a subtransaction
---      that is rolled back when the share was drained meanwhile, so a failed wait holds no lock;
+--      take the seats if it still has them after the wait.
+--   Steps 1 and 2 each run in a subtransaction that is rolled back when they take nothing: a row
+--   that PostgreSQL locked and then found drained (re-checked after a concurrent commit) stays
+--   locked until the (sub)transaction ends, and a reserve must not hold such a share while it
+--   waits (step 2) or locks all shares (step 3): that is a lock taken out of order, a deadlock;
 --   3. all: only when no single share has the seats, lock all the counter's shares in share
 --      order, take the seats across them if their sum has them, and re-balance what is left
 --      into as few shares as keep about REBALANCE_CHUNK seats each (near sell-out this keeps
@@ -113,19 +116,27 @@ BEGIN
     SELECT shares INTO STRICT v_shares FROM counters WHERE counter_id = p_counter_id;
     IF v_shares > 1 THEN
         FOR attempt IN 1..3 LOOP
-            -- 1. fast: a free share that has the seats, scanning from a random share.
+            -- 1. fast: a free share that has the seats, scanning from a random share. In a
+            -- subtransaction too: a share that another reserve drained between this statement's
+            -- snapshot and its lock stays locked though skipped, and must not be held while
+            -- waiting below.
             v_start := floor(random() * v_shares)::integer;
-            -- (An uncorrelated scalar subquery runs once; a joined one could be rescanned.)
-            UPDATE counter_shares SET free = free - p_quantity
-            WHERE counter_id = p_counter_id
-              AND share = (SELECT share FROM counter_shares
-                           WHERE counter_id = p_counter_id AND free >= p_quantity
-                           ORDER BY (share + v_start) % v_shares
-                           LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING share INTO v_share;
-            IF FOUND THEN
-                RETURN v_share;
-            END IF;
+            BEGIN
+                -- (An uncorrelated scalar subquery runs once; a joined one could be rescanned.)
+                UPDATE counter_shares SET free = free - p_quantity
+                WHERE counter_id = p_counter_id
+                  AND share = (SELECT share FROM counter_shares
+                               WHERE counter_id = p_counter_id AND free >= p_quantity
+                               ORDER BY (share + v_start) % v_shares
+                               LIMIT 1 FOR UPDATE SKIP LOCKED)
+                RETURNING share INTO v_share;
+                IF FOUND THEN
+                    RETURN v_share;
+                END IF;
+                RAISE EXCEPTION USING ERRCODE = 'TK001';
+            EXCEPTION WHEN SQLSTATE 'TK001' THEN
+                NULL;
+            END;
             -- 2. busy: wait on one share that has the seats, if any has.
             SELECT share INTO v_share FROM counter_shares
             WHERE counter_id = p_counter_id AND free >= p_quantity
