@@ -9,6 +9,7 @@ client count:
   row        a bare single-row UPDATE: what one row lock and one commit cost (the reference)
   hot        reserve on ONE tier, too large to sell out
   hot_quota  the same, on a tier whose event also has a quota over all its tiers
+  hot_offer  reserve on the hot tier with an offer code (its claims a counter too)
   spread     reserve over 256 tiers, a random one per call (no contention: the ceiling)
 Then a sell-out: a tier of SELLOUT_SEATS seats, SELLOUT_CLIENTS threads reserving 1-4 seats at
 random until it is sold out, counting seats sold and oversold, and false refusals: a refusal whose
@@ -38,7 +39,8 @@ from localstage.postgres import bin_dir
 from localstage.runtime import LocalBackends
 from localstage.template import load_template
 from tickets.domain.events import create_event
-from tickets.models import EventCreate
+from tickets.domain.offers import create_offer
+from tickets.models import EventCreate, OfferCreate
 
 RESULTS = Path(__file__).parent / "results" / "bench-db.json"
 CAPACITY = 1_000_000
@@ -48,15 +50,18 @@ SELLOUT_CLIENTS = int(os.environ.get("SELLOUT_CLIENTS", "64"))
 
 # One seat for a new buyer each call (pgbench's random() makes the buyer distinct).
 RESERVE = ("SELECT reserve_seats({event}, {tier}, 1, 'b-' || :client_id || '-' || :buyer, 'a', gen_random_uuid(),"
-           " 's', NULL);")
+           " 's', NULL, {offer});")
 SCRIPTS = {
     "row": "UPDATE bench_row SET n = n + 1 WHERE id = 1;",
-    "hot": "\\set buyer random(1, 1000000000)\n" + RESERVE.format(event="'{hot_event}'", tier="'{hot_tier}'"),
+    "hot": "\\set buyer random(1, 1000000000)\n"
+           + RESERVE.format(event="'{hot_event}'", tier="'{hot_tier}'", offer="NULL"),
     "hot_quota": "\\set buyer random(1, 1000000000)\n"
-                 + RESERVE.format(event="'{quota_event}'", tier="'{quota_tier}'"),
+                 + RESERVE.format(event="'{quota_event}'", tier="'{quota_tier}'", offer="NULL"),
+    "hot_offer": "\\set buyer random(1, 1000000000)\n"
+                 + RESERVE.format(event="'{hot_event}'", tier="'{hot_tier}'", offer="'HOT'"),
     "spread": "\\set buyer random(1, 1000000000)\n\\set n random(1, " + str(SPREAD_TIERS) + ")\n"
               + RESERVE.format(event="(SELECT event_id FROM bench_tiers WHERE n = :n)",
-                               tier="(SELECT tier_id FROM bench_tiers WHERE n = :n)"),
+                               tier="(SELECT tier_id FROM bench_tiers WHERE n = :n)", offer="NULL"),
 }
 
 
@@ -70,6 +75,7 @@ def new_event(tiers: list[dict[str, Any]], quotas: list[dict[str, Any]] | None =
 def prepare(url: str) -> dict[str, str]:
     os.environ["DATABASE_URL"] = url
     hot_event, (hot_tier,) = new_event([{"name": "GA", "capacity": CAPACITY, "price": 100}])
+    create_offer(hot_event, OfferCreate.model_validate({"code": "HOT", "percent_off": 10, "max_claims": CAPACITY}))
     quota_event, (quota_tier, _) = new_event(
         [{"name": "GA", "capacity": CAPACITY, "price": 100}, {"name": "VIP", "capacity": 1000, "price": 900}],
         [{"name": "Hall", "capacity": CAPACITY, "tiers": ["GA", "VIP"]}])
@@ -112,7 +118,7 @@ def sellout(url: str) -> dict[str, Any]:
             while not done.is_set():
                 quantity = rng.randint(1, 4)
                 start = time.monotonic()
-                row = conn.execute("SELECT reserve_seats(%s, %s, %s, %s, 'a', %s, 's', NULL)",
+                row = conn.execute("SELECT reserve_seats(%s, %s, %s, %s, 'a', %s, 's', NULL, NULL)",
                                    (event_id, tier_id, quantity, f"s-{number}-{len(mine)}", uuid.uuid4())).fetchone()
                 end = time.monotonic()
                 assert row is not None
@@ -162,15 +168,16 @@ def main() -> int:
             scripts[shape].write_text(text.format(**ids) + "\n", encoding="utf-8")
         print(f"{seconds} s per point, {os.cpu_count()} CPUs, {'DATABASE_URL' if given else 'throwaway cluster'};"
               " transactions per second")
-        print(f"{'clients':>7} {'row':>7} {'hot':>7} {'hot_quota':>9} {'spread':>7}"
-              f" {'hot/spread':>10} {'quota/spread':>12} {'hot/row':>7}")
+        print(f"{'clients':>7} {'row':>7} {'hot':>7} {'hot_quota':>9} {'hot_offer':>9} {'spread':>7}"
+              f" {'hot/spread':>10} {'quota/spread':>12} {'offer/hot':>9} {'hot/row':>7}")
         figures: dict[str, dict[str, float]] = {}
         for clients in client_counts:
             point = {shape: run_pgbench(url, script, clients, seconds) for shape, script in scripts.items()}
             figures[str(clients)] = point
             print(f"{clients:>7} {point['row']:>7.0f} {point['hot']:>7.0f} {point['hot_quota']:>9.0f}"
-                  f" {point['spread']:>7.0f} {point['hot'] / point['spread']:>10.2f}"
-                  f" {point['hot_quota'] / point['spread']:>12.2f} {point['hot'] / point['row']:>7.2f}", flush=True)
+                  f" {point['hot_offer']:>9.0f} {point['spread']:>7.0f} {point['hot'] / point['spread']:>10.2f}"
+                  f" {point['hot_quota'] / point['spread']:>12.2f} {point['hot_offer'] / point['hot']:>9.2f}"
+                  f" {point['hot'] / point['row']:>7.2f}", flush=True)
         result = sellout(url)
         print("sell-out: " + ", ".join(f"{name} {value}" for name, value in result.items()))
     RESULTS.parent.mkdir(exist_ok=True)

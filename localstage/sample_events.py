@@ -55,6 +55,10 @@ SAMPLES: list[tuple[str, str, str, dict[str, str], dict[str, str], dict[str, Any
     ("cancel", "DELETE", "/reservations/{reservation_id}", {"reservation_id": DEMO_RESERVATION_ID}, HOLDER, None),
     ("confirm", "POST", "/reservations/{reservation_id}/confirm", {"reservation_id": DEMO_RESERVATION_ID},
      {**JSON, **HOLDER, "idempotency-key": "sample-confirm-0001"}, {"payment_token": "tok_visa"}),
+    ("create_offer", "POST", "/events/{event_id}/offers", {"event_id": DEMO_EVENT_ID}, {**ORGANIZER, **JSON},
+     {"code": "EARLY20", "percent_off": 20, "max_claims": 100}),
+    ("get_offer", "GET", "/events/{event_id}/offers/{code}", {"event_id": DEMO_EVENT_ID, "code": "EARLY20"}, {},
+     None),
     ("check_in", "POST", "/tickets/{ticket_code}/check-in", {"ticket_code": DEMO_TICKET_CODE}, ORGANIZER, None),
 ]
 

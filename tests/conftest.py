@@ -17,8 +17,8 @@ from tests.support.api import Api
 from tickets.settings import settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
-TABLES = ("tickets, payment_intents, payments, reservations, quota_tiers, counter_shares, counters, quotas, tiers,"
-          " events")
+TABLES = ("tickets, payment_intents, payments, reservations, offer_tiers, offers, quota_tiers, counter_shares,"
+          " counters, quotas, tiers, events")
 # The most calls a race test makes at once; each runs in an execution environment of its own.
 RACE_ENVIRONMENTS = 60
 

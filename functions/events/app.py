@@ -1,4 +1,4 @@
-"""POST /events (organizer) and GET /events/{event_id}."""
+"""POST /events (organizer), GET /events/{event_id}, and the event's offers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from tickets.domain import events
+from tickets.domain import events, offers
 from tickets.edge.http import create_app, http_handler, json_response, organizer_only, route_responses
-from tickets.models import Event, EventCreate
+from tickets.models import Event, EventCreate, Offer, OfferCreate
 
 app = create_app()
 
@@ -23,6 +23,18 @@ def create_event(event: EventCreate) -> Response[dict[str, Any]]:
          responses=route_responses(200, Event, "The event", refusals=events.GET_EVENT_REFUSALS))
 def get_event(event_id: str) -> Response[dict[str, Any]]:
     return json_response(200, events.get_event(event_id))
+
+
+@app.post("/events/<event_id>/offers", summary="Create an offer (a limited discount code)", tags=["offers"],
+          **organizer_only(route_responses(201, Offer, "The offer", refusals=offers.CREATE_OFFER_REFUSALS)))
+def create_offer(event_id: str, offer: OfferCreate) -> Response[dict[str, Any]]:
+    return json_response(201, offers.create_offer(event_id, offer))
+
+
+@app.get("/events/<event_id>/offers/<code>", summary="An offer, with the claims left", tags=["offers"],
+         responses=route_responses(200, Offer, "The offer", refusals=offers.GET_OFFER_REFUSALS))
+def get_offer(event_id: str, code: str) -> Response[dict[str, Any]]:
+    return json_response(200, offers.get_offer(event_id, code))
 
 
 lambda_handler = http_handler(app)

@@ -55,6 +55,11 @@ setup_file() {
   read -r PARTIAL_EVENT PARTIAL_TIER <<<"$ids"
   ids="$(create_event recycle 10 10)"
   read -r RECYCLE_EVENT RECYCLE_TIER <<<"$ids"
+  ids="$(create_event offer 50 10)"
+  read -r OFFER_EVENT OFFER_TIER <<<"$ids"
+  admin_api POST "/events/$OFFER_EVENT/offers" '{"code": "FIRST5", "percent_off": 20, "max_claims": 5}'
+  [[ "$HTTP_STATUS" == 201 ]] || { echo "POST /events/$OFFER_EVENT/offers answered $HTTP_STATUS: $HTTP_BODY" >&2; return 1; }
+  export OFFER_EVENT OFFER_TIER
   ids="$(create_event hall 20 10 8)"
   read -r HALL_EVENT HALL_TIER <<<"$ids"
   export HALL_EVENT HALL_TIER MANY_EVENT MANY_TIER EXACT_EVENT EXACT_TIER OVER_EVENT OVER_TIER FIVE_EVENT FIVE_TIER \
@@ -225,4 +230,15 @@ SQL
   api GET "/events/$HALL_EVENT/availability"
   expect_eq "$(jq -r '.quotas[0].available_seats' <<<"$HTTP_BODY")" $((8 - wins)) "the hall's available_seats"
   assert_db_counters "$HALL_EVENT" "$wins"
+}
+
+@test "an offer of 5 claims: CONCURRENCY buyers with its code on a tier of 50: min(5, CONCURRENCY) holds, the rest 409 offer_exhausted" {
+  local wins=$((CONCURRENCY < 5 ? CONCURRENCY : 5))
+  fire_reservations offer "$OFFER_EVENT" "$OFFER_TIER" 1 "$CONCURRENCY" first5
+  report_round offer "$CONCURRENCY buyers x 1 seat with an offer of 5 claims, 50 seats"
+  expect_eq "$(outcome_count offer 201)" "$wins" "holds with the offer"
+  expect_eq "$(outcome_count offer 409 offer_exhausted)" $((CONCURRENCY - wins)) "409 offer_exhausted"
+  api GET "/events/$OFFER_EVENT/offers/FIRST5"
+  expect_eq "$(jq -r '.claims_left' <<<"$HTTP_BODY")" $((5 - wins)) "claims_left of the offer"
+  assert_available "$OFFER_EVENT" $((50 - wins))
 }

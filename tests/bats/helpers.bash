@@ -93,7 +93,7 @@ create_event() {
   echo "$event_id $tier_id"
 }
 
-# fire_reservations NAME EVENT_ID TIER_ID QUANTITY COUNT
+# fire_reservations NAME EVENT_ID TIER_ID QUANTITY COUNT [OFFER_CODE]
 # COUNT buyers (distinct X-Device-Id, unique Idempotency-Key) reserve QUANTITY seats at the same
 # moment: each is a background curl waiting on a shared flock gate that opens once all are ready.
 # Writes $BATS_FILE_TMPDIR/NAME.tsv, one line per buyer:
@@ -101,12 +101,13 @@ create_event() {
 # (status is the HTTP status, or curl_exit_N when the request itself failed), and records the
 # reservations it got for teardown.
 fire_reservations() {
-  local name=$1 event_id=$2 tier_id=$3 quantity=$4 count=$5
+  local name=$1 event_id=$2 tier_id=$3 quantity=$4 count=$5 offer_code=${6:-}
   local dir="$BATS_FILE_TMPDIR/$name" gate i lock_fd payload
   mkdir -p "$dir"
   gate="$dir/gate"
   : >"$gate"
-  payload="$(jq -cn --arg tier "$tier_id" --argjson q "$quantity" '{quantity: $q, tier_id: $tier}')"
+  payload="$(jq -cn --arg tier "$tier_id" --argjson q "$quantity" --arg offer "$offer_code" \
+    '{quantity: $q, tier_id: $tier} + (if $offer == "" then {} else {offer_code: $offer} end)')"
   exec {lock_fd}>"$gate"
   flock -x "$lock_fd"
   local pids=()

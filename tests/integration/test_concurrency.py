@@ -35,14 +35,16 @@ def race(count: int, work: Callable[[int], T]) -> list[T]:
 
 
 def assert_counters_agree_with_rows(db: Any) -> None:
-    """Every counter (a tier's, a quota's): capacity - free seats over its shares = seats of the
-    confirmed and held (live or lapsed) reservations of the tiers it counts, within capacity."""
+    """Every counter (a tier's, a quota's, an offer's): capacity - free over its shares = seats (claims)
+    of the confirmed and held (live or lapsed) reservations it counts, within capacity."""
     rows = db.execute("""
         SELECT c.counter_id, c.capacity, c.capacity - (SELECT sum(free) FROM counter_shares s
                                                        WHERE s.counter_id = c.counter_id),
                coalesce((SELECT sum(quantity) FROM reservations r
                          WHERE r.tier_id IN (SELECT counter_tiers(c.counter_id))
                            AND r.status IN ('held', 'confirmed')), 0)
+               + (SELECT count(*) FROM reservations r  -- an offer's claims
+                  WHERE r.offer_id = c.counter_id AND r.status IN ('held', 'confirmed'))
         FROM counters c""").fetchall()
     for counter_id, capacity, taken, counted in rows:
         assert taken == counted, f"counter {counter_id}: {taken} seats taken but rows hold {counted}"

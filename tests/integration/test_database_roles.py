@@ -111,7 +111,8 @@ def test_every_route_works_as_the_app_role(api: Api, key: str, as_app: str) -> N
     expired = api.invoke_raw({}, "ExpireFunction")
     assert expired["expired"] == 0
     with psycopg.connect(as_app) as conn:
-        assert conn.execute("SELECT current_user, reserve_seats(%s, NULL, 1, 'x', 'y', %s, 's', NULL)->>'outcome'",
+        assert conn.execute("SELECT current_user,"
+                            " reserve_seats(%s, NULL, 1, 'x', 'y', %s, 's', NULL, NULL)->>'outcome'",
                             (event_id, uuid.uuid4())).fetchone() == (APP_ROLE, "held")
 
 
@@ -122,7 +123,7 @@ def test_every_route_works_as_the_app_role(api: Api, key: str, as_app: str) -> N
     "CREATE FUNCTION intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "CREATE OR REPLACE FUNCTION ready() RETURNS boolean LANGUAGE sql AS 'SELECT true'",
     "DROP TABLE events",
-    "DROP FUNCTION reserve_seats(uuid, uuid, integer, text, text, uuid, text, text)",
+    "DROP FUNCTION reserve_seats(uuid, uuid, integer, text, text, uuid, text, text, text)",
     "ALTER TABLE events ADD COLUMN intruder int",
     "ALTER FUNCTION ready() OWNER TO tickets_app",
     "CREATE INDEX intruder ON events (name)",
@@ -134,8 +135,8 @@ def test_every_route_works_as_the_app_role(api: Api, key: str, as_app: str) -> N
     "UPDATE counter_shares SET free = 0",
     "DELETE FROM payments",
     "SELECT nextval('booking_reference_seq')",
-    "SELECT inventory_take(gen_random_uuid(), 1)",
-    "SELECT inventory_release(gen_random_uuid(), 1)",
+    "SELECT inventory_take(gen_random_uuid(), 1, NULL)",
+    "SELECT inventory_release(gen_random_uuid(), 1, NULL)",
     "SELECT reservation_json(NULL::reservations)",
     "SET ROLE tickets_owner",
     "GRANT tickets_owner TO tickets_app",

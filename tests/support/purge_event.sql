@@ -11,6 +11,7 @@
 --   counters, counter_shares: one per tier and quota (counter_id = tier_id or quota_id)
 --   quota_tiers    -> quotas, tiers
 --   quotas         -> events
+--   offers, offer_tiers: an event's discount codes (their claims are a counter too)
 --   tiers          -> events
 -- An unknown event id deletes nothing. A missing event_id variable is an error (ON_ERROR_STOP).
 -- The DynamoDB idempotency records of the event's requests are left to their TTL.
@@ -40,13 +41,20 @@ WHERE reservation_id IN (SELECT reservation_id FROM purge_reservations);
 DELETE FROM quota_tiers
 WHERE quota_id IN (SELECT quota_id FROM quotas WHERE event_id = :'event_id');
 
+DELETE FROM offer_tiers
+WHERE offer_id IN (SELECT offer_id FROM offers WHERE event_id = :'event_id');
+
 DELETE FROM counter_shares
 WHERE counter_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id'
-                     UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id');
+                     UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id'
+                     UNION ALL SELECT offer_id FROM offers WHERE event_id = :'event_id');
 
 DELETE FROM counters
 WHERE counter_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id'
-                     UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id');
+                     UNION ALL SELECT quota_id FROM quotas WHERE event_id = :'event_id'
+                     UNION ALL SELECT offer_id FROM offers WHERE event_id = :'event_id');
+
+DELETE FROM offers WHERE event_id = :'event_id';
 
 DELETE FROM quotas WHERE event_id = :'event_id';
 

@@ -16,8 +16,6 @@ CONTRACT = ROOT.parent / "shared" / "API.md"
 # Remove a code from here when its feature lands: from then on it must be in the catalogue.
 NOT_YET_BUILT = {
     "seats_unavailable": "assigned seats", "not_assigned_seating": "assigned seats",
-    "offer_exhausted": "offers", "offer_not_found": "offers", "offer_not_applicable": "offers",
-    "offer_code_taken": "offers",
     "admission_required": "waiting room", "admission_invalid": "waiting room", "admission_expired": "waiting room",
     "no_waiting_room": "waiting room", "queue_entry_not_found": "waiting room",
 }

@@ -26,4 +26,4 @@ def test_template_code_and_openapi_agree_route_by_route() -> None:
         assert in_template == in_code == in_openapi, route.route_key
         assert ("401" in operation["responses"]) == in_openapi, route.route_key
     assert {route.route_key for route in routes if route.authorizer} == {
-        "POST /events", "POST /tickets/{ticket_code}/check-in"}
+        "POST /events", "POST /events/{event_id}/offers", "POST /tickets/{ticket_code}/check-in"}

@@ -111,9 +111,36 @@ class EventCreate(RequestModel):
         return self
 
 
+OfferCode = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{3,32}$",
+                                       description="3 to 32 of A-Z a-z 0-9 _ -; matched case-insensitively")]
+
+
 class ReserveRequest(RequestModel):
     quantity: Annotated[StrictInt, Field(ge=1, le=100, description="1 to the tier's max_per_order")]
     tier_id: UUID | None = Field(default=None, description="May be left out when the event has one tier")
+    offer_code: OfferCode | None = None
+
+
+class OfferCreate(RequestModel):
+    code: OfferCode
+    percent_off: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+    amount_off: Annotated[StrictInt, Field(ge=1, le=10**12, description="Minor units per seat")] | None = None
+    max_claims: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    tier_ids: Annotated[list[UUID], Field(min_length=1, max_length=20)] | None = Field(
+        None, description="All tiers when absent")
+    valid_until: Moment | None = None
+
+    @model_validator(mode="after")
+    def _one_discount_kind(self) -> OfferCreate:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValueError("give exactly one of percent_off and amount_off")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_until_ahead(self) -> OfferCreate:
+        if self.valid_until is not None and self.valid_until <= datetime.now(UTC):
+            raise ValueError("valid_until must be in the future")
+        return self
 
 
 class ConfirmRequest(RequestModel):
@@ -179,6 +206,17 @@ class Availability(ResponseModel):
     quotas: list[QuotaAvailability] = []
 
 
+class Offer(ResponseModel):
+    offer_id: UUID
+    code: str
+    percent_off: int | None = Field(None, exclude_if=lambda value: value is None)
+    amount_off: int | None = Field(None, exclude_if=lambda value: value is None)
+    max_claims: int
+    claims_left: int
+    tier_ids: list[UUID]
+    valid_until: UtcDateTime | None
+
+
 class Ticket(ResponseModel):
     ticket_code: str
 
@@ -203,6 +241,8 @@ class Reservation(ResponseModel):
     expires_at: UtcDateTime
     total_amount: int
     currency: str
+    offer_code: str | None = None
+    discount_amount: int = 0
     payment_status: Literal["pending", "captured", "failed", "refunded"] = Field(
         description="refunded: a payment captured after the hold could no longer be sold was given back")
     created_at: UtcDateTime

@@ -77,6 +77,7 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     Kind("tier_not_found", 404, "This event has no tier with this tier_id."),
     Kind("reservation_not_found", 404, "No reservation has this id (or the X-Reservation-Secret is wrong)."),
     Kind("ticket_not_found", 404, "No ticket has this code."),
+    Kind("offer_not_found", 404, "This event has no offer with this code."),
     # 409
     Kind("sold_out", 409, "This tier is sold out.", ("available_seats",)),
     Kind("insufficient_inventory", 409, _seats_left, ("available_seats",)),
@@ -84,6 +85,8 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     Kind("reservation_cancelled", 409, "This reservation was cancelled."),
     Kind("already_checked_in", 409, "This ticket was already checked in.", ("checked_in_at",)),
     Kind("ticket_void", 409, "This ticket is void and cannot be admitted."),
+    Kind("offer_exhausted", 409, "Seats are free, but this offer has no claims left; reserve without it."),
+    Kind("offer_code_taken", 409, "This event already has an offer with this code."),
     Kind("request_in_progress", 409, "A request with this Idempotency-Key is still being processed; retry shortly.",
          retry_after=True),
     # 410
@@ -95,6 +98,7 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     Kind("limit_exceeded", 422, _limit,
          ("limit", "max_per_order", "max_per_customer", "max_holds_per_ip", "remaining")),
     Kind("idempotency_key_reused", 422, "This Idempotency-Key was used with a different request body."),
+    Kind("offer_not_applicable", 422, "This offer does not cover this tier, or it is no longer valid."),
     # 5xx: the only ones the contract allows, besides internal_error, which is always a defect.
     Kind("internal_error", 500, "An unexpected error occurred; it has been logged."),
     Kind("payment_error", 502, "The payment could not be processed; nothing was charged. Retry."),

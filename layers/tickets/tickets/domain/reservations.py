@@ -23,8 +23,9 @@ from tickets.payments import PaymentDeclined, PaymentProvider, PaymentProviderFa
 from tickets.refusals import Refusal
 from tickets.store import db
 
-RESERVE_REFUSALS = ("event_not_found", "tier_not_found", "validation_error", "limit_exceeded", "sales_closed",
-                    "sold_out", "insufficient_inventory", "idempotency_key_reused")
+RESERVE_REFUSALS = ("event_not_found", "tier_not_found", "offer_not_found", "validation_error", "offer_not_applicable",
+                    "limit_exceeded", "sales_closed", "sold_out", "insufficient_inventory", "offer_exhausted",
+                    "idempotency_key_reused")
 READ_REFUSALS = ("reservation_not_found",)
 CANCEL_REFUSALS = ("reservation_not_found", "reservation_confirmed", "reservation_expired")
 CONFIRM_REFUSALS = ("reservation_not_found", "reservation_expired", "reservation_cancelled",
@@ -53,11 +54,12 @@ def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_ke
     # Scoped to the buyer: another buyer's same key never finds this hold.
     request_key = None if idempotency_key is None else _request_key(event_uuid, buyer.fingerprint, idempotency_key)
     attempt = (event_uuid, request.tier_id, request.quantity, buyer.fingerprint, buyer.address, uuid.uuid4(),
-               secrets.token_urlsafe(24), request_key)
+               secrets.token_urlsafe(24), request_key, request.offer_code)
     result = db.call("reserve_seats", *attempt)
-    if result.get("available_seats", 0) >= request.quantity:
+    if result.get("reclaim") and result["available_seats"] >= request.quantity:
         # Only lapsed holds stood in the way (a lapsed hold never blocks a sale): reclaim, ask again.
-        db.call("reclaim_lapsed_for_tier", uuid.UUID(result["tier_id"]))
+        db.call("reclaim_lapsed_for_tier", uuid.UUID(result["tier_id"]),
+                uuid.UUID(result["offer_id"]) if result.get("offer_id") else None)
         result = db.call("reserve_seats", *attempt)
     if result["outcome"] != "held":
         if result["outcome"] in ("sold_out", "insufficient_inventory"):

@@ -55,6 +55,8 @@ LANGUAGE sql VOLATILE AS $$
         'status', effective_status(r.status, r.expires_at),
         'expires_at', r.expires_at,
         'total_amount', r.total_amount,
+        'offer_code', r.offer_code,
+        'discount_amount', r.discount_amount,
         'currency', r.currency,
         'payment_status', r.payment_status,
         'created_at', r.created_at,

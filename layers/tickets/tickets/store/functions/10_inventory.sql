@@ -1,11 +1,13 @@
 -- Capacity rules, written down in one place: the counters, their shares, and the duties of their callers.
 --
--- A counter is one capacity: a tier's, or a quota's (several tiers of one event counted
--- together). Every seat held or sold counts against its tier's counter and against the counter
--- of every quota that holds the tier.
+-- A counter is one capacity: a tier's, a quota's (several tiers of one event counted together),
+-- or an offer's claims. Every seat held or sold counts against its tier's counter and against the
+-- counter of every quota that holds the tier; every reservation made with an offer counts one
+-- claim against the offer's counter.
 --
--- Invariant: for every counter, sum(free) over its shares = capacity - seats of the reservations
--- in its tiers that are 'confirmed' or 'held' (a lapsed hold included, until it is reclaimed);
+-- Invariant: for every counter, sum(free) over its shares = capacity - seats (claims, for an
+-- offer) of the reservations it counts that are 'confirmed' or 'held' (a lapsed hold included,
+-- until it is reclaimed);
 -- free >= 0 is a CHECK, so no interleaving can oversell. Only the functions of this file write
 -- counters and counter_shares.
 --
@@ -47,8 +49,13 @@
 DROP FUNCTION IF EXISTS inventory_create(uuid, integer);
 DROP FUNCTION IF EXISTS inventory_available(uuid);
 DROP FUNCTION IF EXISTS inventory_take(uuid, integer);
+DROP FUNCTION IF EXISTS reclaim_lapsed(uuid[], integer);
+DROP FUNCTION IF EXISTS reclaim_lapsed_for_tier(uuid);
 DROP FUNCTION IF EXISTS inventory_lock(uuid);
 DROP FUNCTION IF EXISTS inventory_release(uuid, integer);
+DROP FUNCTION IF EXISTS inventory_take(uuid, integer);
+DROP FUNCTION IF EXISTS reclaim_lapsed(uuid[], integer);
+DROP FUNCTION IF EXISTS reclaim_lapsed_for_tier(uuid);
 
 -- How many shares a counter of this capacity gets: one per 32 seats, at most 64 (about the
 -- concurrency one hot tier meets per database), so that a tier under 64 seats stays one row.
@@ -93,6 +100,20 @@ LANGUAGE sql VOLATILE AS $$
          + coalesce((SELECT sum(r.quantity) FROM reservations r
                      WHERE r.tier_id IN (SELECT counter_tiers(p_counter_id))
                        AND r.status = 'held' AND hold_lapsed(r.expires_at)), 0)::integer
+         -- an offer's counter: one claim per lapsed hold made with it
+         + (SELECT count(*) FROM reservations r
+            WHERE r.offer_id = p_counter_id AND r.status = 'held' AND hold_lapsed(r.expires_at))::integer
+$$;
+
+-- What a reservation takes, in lock order: (counter, amount) for its tier's and quotas' counters
+-- (its seats) and its offer's (one claim).
+CREATE OR REPLACE FUNCTION reservation_counters(p_tier_id uuid, p_quantity integer, p_offer_id uuid)
+RETURNS TABLE (counter_id uuid, amount integer)
+LANGUAGE sql STABLE AS $$
+    SELECT c, p_quantity FROM unnest(tier_counters(p_tier_id)) AS c
+    UNION ALL
+    SELECT p_offer_id, 1 WHERE p_offer_id IS NOT NULL
+    ORDER BY 1
 $$;
 
 -- A tier's available seats: the least of its own counter's and each of its quotas'.
@@ -191,21 +212,25 @@ LANGUAGE sql AS $$
       AND share = (SELECT floor(random() * shares)::smallint FROM counters WHERE counter_id = p_counter_id)
 $$;
 
--- Takes p_quantity seats of a tier from its counter and its quotas', all or none. Returns true
--- when taken; false when one counter lacked the seats (what was taken from the others is given
--- back to the very shares this transaction still holds locked, so nobody saw it gone).
-CREATE OR REPLACE FUNCTION inventory_take(p_tier_id uuid, p_quantity integer) RETURNS boolean
+-- Takes a reservation's seats from its tier's and quotas' counters, and its claim from its
+-- offer's, all or none. Returns true when taken; false when one counter lacked them (what was
+-- taken from the others is given back to the very shares this transaction still holds locked,
+-- so nobody saw it gone).
+CREATE OR REPLACE FUNCTION inventory_take(p_tier_id uuid, p_quantity integer, p_offer_id uuid) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_counters uuid[] := tier_counters(p_tier_id);
+    v_counters uuid[];
+    v_amounts  integer[];
     v_shares   smallint[] := '{}';
     v_share    smallint;
 BEGIN
+    SELECT array_agg(counter_id ORDER BY counter_id), array_agg(amount ORDER BY counter_id)
+    INTO v_counters, v_amounts FROM reservation_counters(p_tier_id, p_quantity, p_offer_id);
     FOR i IN 1..array_length(v_counters, 1) LOOP
-        v_share := counter_take(v_counters[i], p_quantity);
+        v_share := counter_take(v_counters[i], v_amounts[i]);
         IF v_share IS NULL THEN
             FOR j IN 1..i - 1 LOOP
-                UPDATE counter_shares SET free = free + p_quantity
+                UPDATE counter_shares SET free = free + v_amounts[j]
                 WHERE counter_id = v_counters[j] AND share = v_shares[j];
             END LOOP;
             RETURN false;
@@ -216,22 +241,22 @@ BEGIN
 END
 $$;
 
--- Gives a reservation's seats back to its tier and quotas (the caller holds its row).
-CREATE OR REPLACE FUNCTION inventory_release(p_tier_id uuid, p_quantity integer) RETURNS void
+-- Gives a reservation's seats and claim back (the caller holds its row).
+CREATE OR REPLACE FUNCTION inventory_release(p_tier_id uuid, p_quantity integer, p_offer_id uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_counter uuid;
+    v record;
 BEGIN
-    FOREACH v_counter IN ARRAY tier_counters(p_tier_id) LOOP
-        PERFORM counter_release(v_counter, p_quantity);
+    FOR v IN SELECT * FROM reservation_counters(p_tier_id, p_quantity, p_offer_id) LOOP
+        PERFORM counter_release(v.counter_id, v.amount);
     END LOOP;
 END
 $$;
 
--- Expires lapsed holds (those of p_tiers, or any when NULL; at most p_limit, oldest first,
+-- Expires lapsed holds (those of p_tiers or made with p_offer_id, or any when both are NULL; at most p_limit, oldest first,
 -- skipping rows another transaction holds) and gives their seats back, counter by counter in
 -- lock order. Returns {"expired": holds, "seats": seats}.
-CREATE OR REPLACE FUNCTION reclaim_lapsed(p_tiers uuid[], p_limit integer) RETURNS jsonb
+CREATE OR REPLACE FUNCTION reclaim_lapsed(p_tiers uuid[], p_offer_id uuid, p_limit integer) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_count    integer;
@@ -243,15 +268,16 @@ BEGIN
         UPDATE reservations SET status = 'expired', expired_at = clock_timestamp()
         WHERE reservation_id IN (
             SELECT reservation_id FROM reservations
-            WHERE status = 'held' AND hold_lapsed(expires_at) AND (p_tiers IS NULL OR tier_id = ANY (p_tiers))
+            WHERE status = 'held' AND hold_lapsed(expires_at)
+              AND ((p_tiers IS NULL AND p_offer_id IS NULL) OR tier_id = ANY (p_tiers) OR offer_id = p_offer_id)
             ORDER BY expires_at LIMIT p_limit
             FOR UPDATE SKIP LOCKED)
-        RETURNING tier_id, quantity
+        RETURNING tier_id, quantity, offer_id
     ),
     per_counter AS (
-        SELECT counted.c AS counter_id, sum(l.quantity)::integer AS seats
-        FROM lapsed l, unnest(tier_counters(l.tier_id)) AS counted(c)
-        GROUP BY counted.c
+        SELECT counted.counter_id, sum(counted.amount)::integer AS seats
+        FROM lapsed l, reservation_counters(l.tier_id, l.quantity, l.offer_id) AS counted
+        GROUP BY counted.counter_id
     )
     SELECT (SELECT count(*) FROM lapsed), (SELECT coalesce(sum(quantity), 0) FROM lapsed),
            (SELECT array_agg(counter_id ORDER BY counter_id) FROM per_counter),
@@ -274,9 +300,10 @@ LANGUAGE sql STABLE AS $$
         WHERE mine.tier_id = p_tier_id) shared
 $$;
 
--- Reclaim before a reserve retried (tickets/domain/reservations.py): the lapsed holds that block this tier.
-CREATE OR REPLACE FUNCTION reclaim_lapsed_for_tier(p_tier_id uuid) RETURNS jsonb
+-- Reclaim before a reserve retried (tickets/domain/reservations.py): the lapsed holds that block
+-- this tier's seats or this offer's claims.
+CREATE OR REPLACE FUNCTION reclaim_lapsed_for_tier(p_tier_id uuid, p_offer_id uuid) RETURNS jsonb
 LANGUAGE sql SET lock_timeout = '2s'
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT reclaim_lapsed(tiers_sharing_capacity(p_tier_id), 10000)
+    SELECT reclaim_lapsed(tiers_sharing_capacity(p_tier_id), p_offer_id, 10000)
 $$;

@@ -4,6 +4,7 @@
 
 -- Signatures replaced by this file's current ones (a function's argument list is part of its name).
 DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, uuid);
+DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, text, uuid, text, text);
 DROP FUNCTION IF EXISTS reservation_read(uuid);
 DROP FUNCTION IF EXISTS cancel_reservation(uuid);
 DROP FUNCTION IF EXISTS claim_payment(uuid, text, integer);
@@ -30,7 +31,7 @@ $$;
 -- seats once), or idempotency_key_reused when the request differs.
 CREATE OR REPLACE FUNCTION reserve_seats(
     p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_address text,
-    p_reservation_id uuid, p_secret text, p_request_key text
+    p_reservation_id uuid, p_secret text, p_request_key text, p_offer_code text
 ) RETURNS jsonb
 LANGUAGE plpgsql SET lock_timeout = '2s'
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -42,6 +43,8 @@ DECLARE
     v_now       timestamptz;
     v_held      reservations%ROWTYPE;
     v_answer    jsonb;
+    v_offer     offers%ROWTYPE;
+    v_discount  bigint := 0;
 BEGIN
     IF p_request_key IS NOT NULL THEN
         SELECT * INTO v_held FROM reservations WHERE request_key = p_request_key;
@@ -76,6 +79,19 @@ BEGIN
     IF p_quantity > v_tier.max_per_order THEN
         RETURN jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_order',
                                   'max_per_order', v_tier.max_per_order);
+    END IF;
+    IF p_offer_code IS NOT NULL THEN
+        SELECT * INTO v_offer FROM offers WHERE event_id = p_event_id AND code = upper(p_offer_code);
+        IF NOT FOUND THEN
+            RETURN jsonb_build_object('outcome', 'offer_not_found');
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM offer_tiers WHERE offer_id = v_offer.offer_id AND tier_id = v_tier.tier_id)
+           OR (v_offer.valid_until IS NOT NULL AND clock_timestamp() >= v_offer.valid_until) THEN
+            RETURN jsonb_build_object('outcome', 'offer_not_applicable');
+        END IF;
+        -- Per seat: amount_off, or price x percent_off / 100 rounded down; never above the price.
+        v_discount := least(v_tier.price, coalesce(v_offer.amount_off, v_tier.price * v_offer.percent_off / 100))
+                      * p_quantity;
     END IF;
     IF (v_event.sales_start_at IS NOT NULL AND clock_timestamp() < v_event.sales_start_at)
        OR (v_event.sales_end_at IS NOT NULL AND clock_timestamp() >= v_event.sales_end_at) THEN
@@ -117,26 +133,34 @@ BEGIN
         RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
                                   'available_seats', v_free, 'tier_id', v_tier.tier_id);
     END IF;
+    IF v_offer.offer_id IS NOT NULL AND counter_available(v_offer.offer_id) < 1 THEN
+        RETURN jsonb_build_object('outcome', 'offer_exhausted');
+    END IF;
 
     -- Everything that needs no lock first: the hold, its booking reference and its answer.
     v_now := clock_timestamp();
     INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
                               customer_fingerprint, client_address, reservation_secret, request_key,
-                              total_amount, currency, created_at, expires_at)
+                              offer_id, offer_code, discount_amount, total_amount, currency, created_at, expires_at)
     VALUES (p_reservation_id, next_booking_reference(), p_event_id, v_tier.tier_id, p_quantity, 'held',
-            p_customer, p_address, p_secret, p_request_key, v_tier.price * p_quantity, v_event.currency, v_now,
+            p_customer, p_address, p_secret, p_request_key, v_offer.offer_id, v_offer.code, v_discount,
+            v_tier.price * p_quantity - v_discount, v_event.currency, v_now,
             v_now + make_interval(secs => v_event.hold_seconds))
     RETURNING * INTO v_held;
     v_answer := hold_json(v_held);
 
     -- Then the counters: their locks last from here to the commit.
-    IF NOT inventory_take(v_tier.tier_id, p_quantity) THEN
+    IF NOT inventory_take(v_tier.tier_id, p_quantity, v_offer.offer_id) THEN
         DELETE FROM reservations WHERE reservation_id = p_reservation_id;
-        -- available_seats >= p_quantity here means lapsed holds block the seats: the caller
-        -- reclaims them (reclaim_lapsed_for_tier) and asks again.
+        -- "reclaim": lapsed holds block the seats or the claim (available_seats >= p_quantity, or
+        -- the offer's claims left >= 1): the caller reclaims them (reclaim_lapsed_for_tier) and asks again.
         v_free := tier_available(v_tier.tier_id);
+        IF v_free >= p_quantity AND v_offer.offer_id IS NOT NULL AND counter_available(v_offer.offer_id) < 1 THEN
+            RETURN jsonb_build_object('outcome', 'offer_exhausted');
+        END IF;
         RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
-                                  'available_seats', v_free, 'tier_id', v_tier.tier_id);
+                                  'available_seats', v_free, 'tier_id', v_tier.tier_id, 'offer_id', v_offer.offer_id,
+                                  'reclaim', true);
     END IF;
     RETURN v_answer;
 END
@@ -163,7 +187,7 @@ BEGIN
       AND status = 'held' AND NOT hold_lapsed(expires_at)
     RETURNING * INTO v_row;
     IF FOUND THEN
-        PERFORM inventory_release(v_row.tier_id, v_row.quantity);
+        PERFORM inventory_release(v_row.tier_id, v_row.quantity, v_row.offer_id);
         RETURN jsonb_build_object('outcome', 'cancelled', 'reservation', reservation_json(v_row));
     END IF;
     SELECT * INTO v_row FROM reservations WHERE reservation_id = p_reservation_id AND reservation_secret = p_secret;

@@ -4,5 +4,5 @@
 CREATE OR REPLACE FUNCTION expire_lapsed_holds(p_batch_size integer) RETURNS integer
 LANGUAGE sql SET lock_timeout = '2s'
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT (reclaim_lapsed(NULL, p_batch_size)->>'expired')::integer
+    SELECT (reclaim_lapsed(NULL, NULL, p_batch_size)->>'expired')::integer
 $$;
