@@ -122,6 +122,35 @@ LANGUAGE sql VOLATILE AS $$
     SELECT min(counter_available(c)) FROM unnest(tier_counters(p_tier_id)) AS c
 $$;
 
+-- One try of step 1 (p_share NULL: the first unlocked share with the seats from a random start)
+-- or step 2 (wait on p_share), in a subtransaction rolled back when it took nothing, so that a
+-- share locked and then found drained is not held afterwards. Returns the share, or NULL.
+CREATE OR REPLACE FUNCTION counter_try(p_counter_id uuid, p_quantity integer, p_shares smallint, p_share smallint)
+RETURNS smallint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_start integer := floor(random() * p_shares)::integer;
+    v_share smallint;
+BEGIN
+    BEGIN
+        -- (An uncorrelated scalar subquery runs once, and only when p_share is NULL.)
+        UPDATE counter_shares SET free = free - p_quantity
+        WHERE counter_id = p_counter_id AND free >= p_quantity
+          AND share = coalesce(p_share, (SELECT share FROM counter_shares
+                                         WHERE counter_id = p_counter_id AND free >= p_quantity
+                                         ORDER BY (share + v_start) % p_shares
+                                         LIMIT 1 FOR UPDATE SKIP LOCKED))
+        RETURNING share INTO v_share;
+        IF FOUND THEN
+            RETURN v_share;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'TK001';
+    EXCEPTION WHEN SQLSTATE 'TK001' THEN
+        RETURN NULL;
+    END;
+END
+$$;
+
 -- Takes p_quantity seats from one counter (steps 1-3 above). Returns the share that now holds
 -- this transaction's lock and can take the seats back (see inventory_take), or NULL when the
 -- counter has fewer free seats than asked (nothing taken).
@@ -130,50 +159,26 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_shares smallint;
     v_share  smallint;
-    v_start  integer;
     v_total  integer;
     v_keep   integer;
 BEGIN
     SELECT shares INTO STRICT v_shares FROM counters WHERE counter_id = p_counter_id;
     IF v_shares > 1 THEN
         FOR attempt IN 1..3 LOOP
-            -- 1. fast: a free share that has the seats, scanning from a random share. In a
-            -- subtransaction too: a share that another reserve drained between this statement's
-            -- snapshot and its lock stays locked though skipped, and must not be held while
-            -- waiting below.
-            v_start := floor(random() * v_shares)::integer;
-            BEGIN
-                -- (An uncorrelated scalar subquery runs once; a joined one could be rescanned.)
-                UPDATE counter_shares SET free = free - p_quantity
-                WHERE counter_id = p_counter_id
-                  AND share = (SELECT share FROM counter_shares
-                               WHERE counter_id = p_counter_id AND free >= p_quantity
-                               ORDER BY (share + v_start) % v_shares
-                               LIMIT 1 FOR UPDATE SKIP LOCKED)
-                RETURNING share INTO v_share;
-                IF FOUND THEN
-                    RETURN v_share;
-                END IF;
-                RAISE EXCEPTION USING ERRCODE = 'TK001';
-            EXCEPTION WHEN SQLSTATE 'TK001' THEN
-                NULL;
-            END;
+            -- 1. fast: a free share that has the seats, scanning from a random share.
+            v_share := counter_try(p_counter_id, p_quantity, v_shares, NULL);
+            IF v_share IS NOT NULL THEN
+                RETURN v_share;
+            END IF;
             -- 2. busy: wait on one share that has the seats, if any has.
             SELECT share INTO v_share FROM counter_shares
             WHERE counter_id = p_counter_id AND free >= p_quantity
             ORDER BY random() LIMIT 1;
             EXIT WHEN NOT FOUND;
-            BEGIN
-                UPDATE counter_shares SET free = free - p_quantity
-                WHERE counter_id = p_counter_id AND share = v_share AND free >= p_quantity;
-                IF FOUND THEN
-                    RETURN v_share;
-                END IF;
-                -- Drained while we waited: roll the subtransaction back, and with it the lock.
-                RAISE EXCEPTION USING ERRCODE = 'TK001';
-            EXCEPTION WHEN SQLSTATE 'TK001' THEN
-                NULL;
-            END;
+            v_share := counter_try(p_counter_id, p_quantity, v_shares, v_share);
+            IF v_share IS NOT NULL THEN
+                RETURN v_share;
+            END IF;
         END LOOP;
     END IF;
 
