@@ -38,7 +38,7 @@ def bin_dir() -> Path:
     return Path(candidates[0]).parent
 
 
-def _server_user() -> pwd.struct_passwd | None:
+def server_user() -> pwd.struct_passwd | None:
     """The user to run the server as, or None to run as ourselves."""
     if os.geteuid() != 0:
         return None
@@ -57,7 +57,7 @@ class PostgresCluster:
         self.log_file = self.data_dir.parent / "postgres.log"
         self.durable = durable
         self.port: int | None = None
-        self._user = _server_user()
+        self._user = server_user()
         self._bin = bin_dir()
 
     @property

@@ -8,7 +8,8 @@
 #
 # The stage gets its own temporary state directory (under /tmp, reachable by the `postgres` user
 # PostgreSQL runs as under root), the first free port of the range and a generated organizer
-# token. The caller installs `trap local_stage_stop EXIT`.
+# token. The caller installs `trap local_stage_stop EXIT`. With STAGE_DATABASE_URL set, the stage
+# uses that database instead of a private cluster (`make test-pgbouncer`: PgBouncer in front of one).
 
 STAGE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STAGE_PYTHON="${STAGE_PYTHON:-$STAGE_ROOT/.venv/bin/python}"
@@ -28,6 +29,7 @@ _stage_start_on() {
   (
     cd "$STAGE_ROOT" || exit 1
     unset DATABASE_URL TEST_DATABASE_URL LOCAL_STAGE_EXPIRY_INTERVAL
+    if [[ -n "${STAGE_DATABASE_URL:-}" ]]; then export DATABASE_URL="$STAGE_DATABASE_URL"; fi
     export PORT="$port" LOCAL_STAGE_DIR="$STAGE_DIR" TICKETS_ADMIN_TOKEN PYTHONUNBUFFERED=1
     exec "$STAGE_PYTHON" -m localstage
   ) >"$log" 2>&1 </dev/null &
