@@ -26,20 +26,7 @@ STARTED=$SECONDS
 source "$ROOT/tests/support/local_stage.sh"
 STAGE_PYTHON="$PYTHON"
 STAGE_LOG=""
-REPORT_DIR="$(mktemp -d /tmp/fuzz-report.XXXXXX)"
-
-on_exit() {
-  local rc=$?
-  if ((rc != 0)) && [[ -s "$STAGE_LOG" ]]; then
-    echo "--- the last lines of the local stage's log ($STAGE_LOG):" >&2
-    tail -n 40 "$STAGE_LOG" >&2
-  fi
-  local_stage_stop
-  [[ -n "$STAGE_LOG" ]] && rm -f "$STAGE_LOG"
-  rm -rf "$REPORT_DIR"
-  exit "$rc"
-}
-trap on_exit EXIT
+trap local_stage_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -64,7 +51,6 @@ PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=tests.fuzz.hook
   --workers "${FUZZ_WORKERS:-2}" \
   --request-timeout 30 \
   --generation-database none \
-  --report ndjson --report-dir "$REPORT_DIR" \
   --no-color || rc=$?
 
 if [[ -n "$STAGE_DIR" ]]; then
