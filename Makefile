@@ -11,7 +11,8 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 BUILD_DIR := .aws-sam/build
 
-.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check bench-db
+.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check bench-db \
+	test-pgbouncer fuzz
 
 $(STAMP): requirements-dev.txt layers/tickets/requirements.txt layers/tickets/pyproject.toml
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
@@ -20,10 +21,13 @@ $(STAMP): requirements-dev.txt layers/tickets/requirements.txt layers/tickets/py
 	@command -v bats >/dev/null && command -v jq >/dev/null && command -v curl >/dev/null || { \
 	  echo "bats, jq or curl is missing (the stage checks need them); installing (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bats jq curl >/dev/null; }
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+	  echo "pgbouncer is missing (make test-pgbouncer needs it); installing (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The layer as the functions see it on AWS: an importable `tickets` package (editable, so edits count at once).
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e layers/tickets 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import psycopg, aws_lambda_powertools, moto, pytest, tickets"
+	$(BIN)/python -c "import psycopg, aws_lambda_powertools, moto, pytest, schemathesis, tickets"
 	touch $(STAMP)
 
 dev: $(STAMP)  ## The whole API on 127.0.0.1:$${PORT:-3000}
@@ -32,6 +36,18 @@ dev: $(STAMP)  ## The whole API on 127.0.0.1:$${PORT:-3000}
 test: $(STAMP)  ## The test suite, on a throwaway PostgreSQL unless DATABASE_URL is set; then the stage checks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	bash tests/stage_checks.sh
+
+# Behind PgBouncer (localstage/pgbouncer.py): a throwaway cluster with PgBouncer in front, transaction pooling,
+# default_pool_size=5; the handlers, the workers and the stage go through it, the tests' own assertions go direct.
+PGBOUNCER := $(BIN)/python -m localstage.pgbouncer --pool-size 5 --
+
+test-pgbouncer: $(STAMP)  ## The integration tests, then the stage checks (BATS at 100, one race), behind PgBouncer in transaction pooling
+	$(PGBOUNCER) $(BIN)/python -m pytest $(or $(PYTEST_ARGS),tests/integration)
+	$(PGBOUNCER) env BATS_LEVELS="$${PGBOUNCER_BATS_LEVELS:-100}" RACE_ITERATIONS=1 \
+	  bash -c 'STAGE_DATABASE_URL="$$DATABASE_URL" exec bash tests/stage_checks.sh'
+
+fuzz: $(STAMP)  ## schemathesis on openapi.json against a private local stage (tests/fuzz), or on $$API_URL
+	bash tests/fuzz/run.sh
 
 .PHONY: bats race
 bats: $(STAMP)  ## The BATS concurrency suite (tests/bats) on a private local stage, or on $$API_URL

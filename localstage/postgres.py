@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
+
+log = logging.getLogger("localstage")
 
 SERVER_USER = "postgres"
 DATABASE = "tickets"
@@ -38,7 +43,7 @@ def bin_dir() -> Path:
     return Path(candidates[0]).parent
 
 
-def _server_user() -> pwd.struct_passwd | None:
+def server_user() -> pwd.struct_passwd | None:
     """The user to run the server as, or None to run as ourselves."""
     if os.geteuid() != 0:
         return None
@@ -57,7 +62,7 @@ class PostgresCluster:
         self.log_file = self.data_dir.parent / "postgres.log"
         self.durable = durable
         self.port: int | None = None
-        self._user = _server_user()
+        self._user = server_user()
         self._bin = bin_dir()
 
     @property
@@ -81,6 +86,25 @@ class PostgresCluster:
 
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
+
+    def postmaster_pid(self) -> int | None:
+        """The pid postmaster.pid names, or None when there is no such file."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def running(self) -> bool:
+        """True while the postmaster of postmaster.pid is alive (not gone, not a zombie)."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return False
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        state = stat.rsplit(")", 1)[-1].split()[0]  # the field after the command, which may hold spaces
+        return state not in ("Z", "X")
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -128,3 +152,52 @@ class PostgresCluster:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop", check=False)
         self.port = None
+
+
+class PostgresSupervisor:
+    """Watches a started cluster and restarts it when its postmaster dies (killed, crashed, stopped
+    behind the stage's back), on the same port, so that every connection string handed out stays
+    right. Meanwhile connections are refused, and the functions answer 503 with Retry-After.
+    """
+
+    def __init__(self, cluster: PostgresCluster, *, interval: float = 0.5) -> None:
+        self.cluster = cluster
+        self.interval = interval
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="postgres-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(90)
+            self._thread = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self.cluster.running():
+                self._restart()
+
+    def _restart(self) -> None:
+        port = self.cluster.port
+        gone = time.monotonic()
+        log.error("PostgreSQL (port %s) is not running; restarting it", port)
+        attempt = 0
+        while not self._stop.is_set():
+            attempt += 1
+            try:
+                # The server processes the dead postmaster left may hold its shared memory for a moment;
+                # then the start fails, and the next attempt comes a second later.
+                self.cluster.start(port=port)
+            except Exception as exc:
+                log.warning("PostgreSQL did not start yet (attempt %d): %s", attempt, str(exc).splitlines()[0])
+                self._stop.wait(1.0)
+                continue
+            self.restarts += 1
+            log.warning("PostgreSQL restarted on port %s in %.1f s (restart %d)", port, time.monotonic() - gone,
+                        self.restarts)
+            return

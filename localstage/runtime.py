@@ -22,7 +22,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from localstage.dynamodb import LocalDynamoDB
-from localstage.postgres import PostgresCluster
+from localstage.postgres import PostgresCluster, PostgresSupervisor
 from localstage.seed import DEMO_EVENT_ID, TABLE_NAMES, local_settings, prepare_database
 from localstage.template import FunctionSpec, Template
 from localstage.workers import FunctionConfig, FunctionPool
@@ -49,17 +49,22 @@ class LocalBackends:
 
     PostgreSQL: `database_url` when given; else a private cluster in `data_dir`, kept between runs, or
     without one a throwaway cluster in a temporary folder. Either way migrated and seeded (localstage.seed).
-    DynamoDB (unless dynamodb=False): moto in this process, its endpoint known from the start.
+    With supervise=True a private cluster is restarted whenever its postmaster dies (PostgresSupervisor).
+    DynamoDB (unless dynamodb=False): moto in this process, its endpoint known from the start; with
+    `dynamodb_state`, its items are saved to that file when it stops and restored when it starts.
     """
 
     def __init__(self, template: Template, *, database_url: str | None = None, data_dir: Path | None = None,
-                 durable: bool = True, dynamodb: bool = True) -> None:
+                 durable: bool = True, dynamodb: bool = True, supervise: bool = False,
+                 dynamodb_state: Path | None = None) -> None:
         self.template = template
         self.database_url = database_url
         self.data_dir = data_dir
         self.durable = durable
-        self.dynamodb = LocalDynamoDB() if dynamodb else None
+        self.supervise = supervise
+        self.dynamodb = LocalDynamoDB(dynamodb_state) if dynamodb else None
         self.cluster: PostgresCluster | None = None
+        self.supervisor: PostgresSupervisor | None = None
         self._scratch: Path | None = None
 
     @property
@@ -97,11 +102,17 @@ class LocalBackends:
         except RuntimeError as exc:
             raise StageError(str(exc)) from None
         log.info("PostgreSQL at %s", redact(url))
+        if self.supervise:
+            self.supervisor = PostgresSupervisor(self.cluster)
+            self.supervisor.start()
         return url
 
     def stop(self) -> None:
         if self.dynamodb is not None:
             self.dynamodb.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()  # before the cluster stops: a stop is no death to be mended
+            self.supervisor = None
         if self.cluster is not None:
             self.cluster.stop()
         if self._scratch is not None:

@@ -246,8 +246,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         log.info('%s "%s %s" %d %d B %.0f ms  %s', self.client_address[0], self.command, self.path,
                  response.status, len(response.body), (time.monotonic() - started) * 1000, note)
 
-    # BaseHTTPRequestHandler calls do_<METHOD>: every method goes to the gateway, which routes it.
+    # BaseHTTPRequestHandler calls do_<METHOD>: every method goes to the gateway, which routes it, so
+    # that a method no route has (TRACE, PROPFIND, ...) gets API Gateway's 404, never http.server's 501.
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():

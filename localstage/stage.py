@@ -37,6 +37,7 @@ log = logging.getLogger("localstage")
 DEFAULT_PORT = 3000
 DEFAULT_CONCURRENCY = 8
 READY_TIMEOUT_SECONDS = 60.0
+DYNAMODB_STATE_FILE = "dynamodb.json"
 
 
 class StageStopped(Exception):
@@ -205,8 +206,11 @@ class Stage:
         self.port = httpd.server_address[1]
         base_url = f"http://127.0.0.1:{self.port}"
 
+        # The private cluster is supervised (restarted if its postmaster dies); DynamoDB's items are kept
+        # in the state directory between runs, so that idempotency records survive a restart.
         local = LocalBackends(template, database_url=os.environ.get("DATABASE_URL"),
-                              data_dir=self.directory / "pgdata")
+                              data_dir=self.directory / "pgdata", supervise=True,
+                              dynamodb_state=self.directory / DYNAMODB_STATE_FILE)
         self._defer("PostgreSQL and DynamoDB", local.stop)
         backends = local.start()
         pools = function_pools(template, backends, admin_token=self.token, max_workers=self.concurrency)

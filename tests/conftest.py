@@ -1,5 +1,10 @@
 """Shared fixtures: the local runtime's PostgreSQL (throwaway unless TEST_DATABASE_URL or DATABASE_URL
-is set) and DynamoDB, and its Lambda environments for the races."""
+is set) and DynamoDB, and its Lambda environments for the races.
+
+The handlers use TEST_DATABASE_URL or DATABASE_URL; the tests' own connections (assertions, locks held on
+purpose, databases of their own) use DIRECT_DATABASE_URL when it is set: `make test-pgbouncer` runs the
+suite with the handlers behind PgBouncer in transaction pooling and the tests beside it
+(localstage.pgbouncer)."""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ RACE_ENVIRONMENTS = 60
 
 _local = LocalBackends(load_template(), durable=False,  # a throwaway cluster, unless a database is given
                        database_url=os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL"))
+_DIRECT_URL = os.environ.get("DIRECT_DATABASE_URL")
 # The handlers read these at import time, as they would in Lambda.
 os.environ.update({
     "AWS_ENDPOINT_URL_DYNAMODB": _local.dynamodb_endpoint,
@@ -48,8 +54,15 @@ def backends() -> Iterator[Backends]:
 
 
 @pytest.fixture(scope="session")
-def database_url(backends: Backends) -> str:
+def app_database_url(backends: Backends) -> str:
+    """The database as the handlers reach it (behind PgBouncer in `make test-pgbouncer`)."""
     return backends.database_url
+
+
+@pytest.fixture(scope="session")
+def database_url(backends: Backends) -> str:
+    """The database as the tests reach it for their own connections."""
+    return _DIRECT_URL or backends.database_url
 
 
 @pytest.fixture(scope="session")

@@ -43,19 +43,8 @@ source "$ROOT/tests/support/local_stage.sh"
 STAGE_PYTHON="$PYTHON"
 STAGE_LOG=""
 
-on_exit() {
-  local rc=$?
-  if ((rc != 0)) && [[ -s "$STAGE_LOG" ]]; then
-    echo "--- the last lines of the local stage's log ($STAGE_LOG):" >&2
-    tail -n 40 "$STAGE_LOG" >&2
-  fi
-  local_stage_stop
-  [[ -n "$STAGE_LOG" ]] && rm -f "$STAGE_LOG"
-  exit "$rc"
-}
-
 if [[ -z "${API_URL:-}" ]]; then
-  trap on_exit EXIT
+  trap local_stage_exit EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
   STAGE_LOG="$(mktemp /tmp/bats-stage-log.XXXXXX)"

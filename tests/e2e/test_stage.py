@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
 import requests
@@ -119,6 +121,10 @@ def test_gateway_answers_like_api_gateway(stages: Stages) -> None:
     wrong_method = requests.put(f"{base}/health", timeout=10)
     assert wrong_method.status_code == 404
     assert wrong_method.json()["error"]["code"] == "not_found"
+    # A method no route has, and http.server does not know: API Gateway's 404 too, never a 501.
+    for method in ("TRACE", "PROPFIND", "CONNECT"):
+        odd = requests.request(method, f"{base}/health", timeout=10)
+        assert (odd.status_code, odd.json()["error"]["code"]) == (404, "not_found"), method
     # Over API Gateway's 10 MB: refused by the gateway, in the contract's shape.
     huge = requests.post(f"{base}/events", data=b"x" * (10 * 1024 * 1024 + 1), headers=ORGANIZER, timeout=60)
     assert huge.status_code == 413
@@ -284,6 +290,115 @@ def test_invoke_uses_the_running_stage(stages: Stages) -> None:
     assert json.loads(created.stdout)["statusCode"] == 201
 
 
+def postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_a_killed_postmaster_is_restarted_and_meanwhile_requests_answer_503(stages: Stages) -> None:
+    """The fault: the stage's PostgreSQL killed (SIGKILL to the postmaster) while buyers reserve and readers
+    read. Until the stage has restarted it every request answers 503 `unavailable` with Retry-After, never
+    a 500; then requests succeed again, and each buyer's retry under the same Idempotency-Key held its
+    seat once: as many holds as keys answered 201, and the counters agree with the rows."""
+    base = stages.url
+    capacity = 2000
+    event_id = create_event(base, capacity=capacity, max_per_order=1, name="Postmaster killed")["event_id"]
+    pgdata = stages.directory / "pgdata"
+    killed = postmaster_pid(pgdata)
+    assert killed is not None
+    stop = threading.Event()
+    lock = threading.Lock()
+    answers: Counter[tuple[str, int]] = Counter()
+    unexpected: list[str] = []
+    held: dict[str, str] = {}  # Idempotency-Key -> reservation_id
+    retried_keys: set[str] = set()
+
+    def record(kind: str, response: requests.Response, allowed: tuple[int, ...]) -> None:
+        with lock:
+            answers[(kind, response.status_code)] += 1
+            if response.status_code == 503:
+                ok = response.json()["error"]["code"] == "unavailable" and response.headers.get("Retry-After")
+                if not ok:
+                    unexpected.append(f"{kind}: 503 without Retry-After or code: {response.text}")
+            elif response.status_code not in allowed:
+                unexpected.append(f"{kind}: {response.status_code} {response.text}")
+
+    def buyer(n: int) -> None:
+        while not stop.is_set():
+            key = f"e2e-postmaster-{n}-{uuid.uuid4()}"
+            headers = {"Idempotency-Key": key, "X-Device-Id": f"postmaster-buyer-{n}-{key}"}
+            for attempt in range(600):  # the same key until it is held (503s are retried, as a client would)
+                response = requests.post(f"{base}/events/{event_id}/reservations", headers=headers,
+                                         json={"quantity": 1}, timeout=60)
+                record("reserve", response, (201,))
+                if response.status_code == 201:
+                    with lock:
+                        held[key] = response.json()["reservation_id"]
+                        if attempt:
+                            retried_keys.add(key)
+                    break
+                if response.status_code != 503:
+                    return
+                time.sleep(0.2)
+            time.sleep(0.05)
+
+    def reader() -> None:
+        while not stop.is_set():
+            record("health", requests.get(f"{base}/health", timeout=60), (200,))
+            record("availability", requests.get(f"{base}/events/{event_id}/availability", timeout=60), (200,))
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(3)] + [threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(held) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(killed, signal.SIGKILL)
+        killed_at = time.monotonic()
+        # The stage notices, and restarts it on the same port.
+        deadline = killed_at + 90
+        while time.monotonic() < deadline:
+            restarted = postmaster_pid(pgdata)
+            if restarted not in (None, killed) and "PostgreSQL restarted" in stages.current.output and \
+                    requests.get(f"{base}/health", timeout=30).status_code == 200:
+                break
+            time.sleep(0.2)
+        recovered_in = time.monotonic() - killed_at
+        held_at_recovery = len(held)
+        deadline = time.monotonic() + 30
+        while len(held) < held_at_recovery + 6 and time.monotonic() < deadline:
+            time.sleep(0.05)  # and buyers are served again
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(120)
+
+    unavailable = sum(count for (_, status), count in answers.items() if status == 503)
+    print(f"\npostmaster {killed} killed: {sum(answers.values())} requests {dict(answers)}; "
+          f"{unavailable} answered 503 until PostgreSQL was back ({recovered_in:.1f} s); "
+          f"{len(held)} holds, {len(retried_keys)} of them after a retry of their key")
+    assert not unexpected, unexpected[:5]
+    assert postmaster_pid(pgdata) not in (None, killed), stages.current.output[-3000:]
+    assert "PostgreSQL restarted" in stages.current.output
+    assert unavailable > 0  # the fault was seen, and answered as the contract says
+    assert len(held) >= held_at_recovery + 6  # requests succeed again
+    # Each key held its seat once, the retried ones included, and the counters agree with the rows.
+    with psycopg.connect(stages.current.info["database_url"], autocommit=True) as conn:
+        rows = conn.execute("SELECT reservation_id::text FROM reservations WHERE event_id = %s",
+                            (event_id,)).fetchall()
+        disagree = conn.execute("""
+            SELECT i.tier_id FROM tier_inventory i JOIN tiers t USING (tier_id)
+            WHERE t.event_id = %s AND i.seats_taken <> (SELECT count(*) FROM reservations r
+                  WHERE r.tier_id = i.tier_id AND r.status IN ('held', 'confirmed'))""", (event_id,)).fetchall()
+    assert sorted(row[0] for row in rows) == sorted(held.values())
+    assert disagree == []
+    assert available(base, event_id) == capacity - len(held)
+
+
 def test_sigterm_stops_everything_and_restart_keeps_data(stages: Stages) -> None:
     base = stages.url
     event_id = create_event(base, capacity=5, name="Survives a restart")["event_id"]
@@ -296,9 +411,22 @@ def test_sigterm_stops_everything_and_restart_keeps_data(stages: Stages) -> None
                    if "started worker " in line]
     assert worker_pids
 
+    # An Idempotency-Key's record, which must outlive the stage (moto keeps it in memory only).
+    key, device = f"e2e-restart-{uuid.uuid4()}", f"device-{uuid.uuid4()}"
+    keyed_event = create_event(base, capacity=5, name="Keyed across a restart")["event_id"]
+
+    def keyed_reserve(url: str, quantity: int) -> requests.Response:
+        return requests.post(f"{url}/events/{keyed_event}/reservations", json={"quantity": quantity},
+                             headers={"Idempotency-Key": key, "X-Device-Id": device}, timeout=60)
+
+    keyed = keyed_reserve(base, 1)
+    assert keyed.status_code == 201, keyed.text
+
     started = time.monotonic()
     assert first.stop() == 0
     stop_seconds = time.monotonic() - started
+    saved = stages.directory / "dynamodb.json"
+    assert saved.exists() and saved.stat().st_mode & 0o077 == 0  # it holds responses: its owner's only
     assert postgres_pids(stages.directory / "pgdata") == []
     assert not (stages.directory / "stage.lock").exists()
     assert not (stages.directory / "stage.json").exists()
@@ -318,6 +446,20 @@ def test_sigterm_stops_everything_and_restart_keeps_data(stages: Stages) -> None
     assert reservation.status_code == 200
     assert reservation.json()["status"] == "held"
     assert available(second.base_url, event_id) == 3
+
+    # The idempotency record is back in the new stage's DynamoDB: the same key and body replay the first
+    # answer, and the same key with another body is refused by the record (the database alone would
+    # answer the hold again).
+    table = boto3.resource("dynamodb", endpoint_url=second.info["dynamodb_endpoint"], region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local").Table(
+        second.info["tables"]["IdempotencyTable"])
+    assert [item["status"] for item in table.scan()["Items"]].count("COMPLETED") >= 1
+    assert "DynamoDB: restored" in second.output
+    replay = keyed_reserve(second.base_url, 1)
+    assert (replay.status_code, replay.json()) == (201, keyed.json())
+    reused = keyed_reserve(second.base_url, 2)
+    assert (reused.status_code, reused.json()["error"]["code"]) == (422, "idempotency_key_reused")
+    assert available(second.base_url, keyed_event) == 4
 
     # Ctrl-C (SIGINT) stops it as cleanly.
     assert second.stop(2) == 0

@@ -29,7 +29,7 @@ def app_url(database_url: str) -> str:
 
 
 @pytest.fixture
-def as_app(db: psycopg.Connection[tuple[object, ...]], database_url: str,
+def as_app(db: psycopg.Connection[tuple[object, ...]], app_database_url: str,
            settings_env: SettingsEnvironment) -> Iterator[str]:
     """The handlers sign in as tickets_app, as on AWS (each test's database connection afresh)."""
     from tickets.store import db as store
@@ -41,8 +41,8 @@ def as_app(db: psycopg.Connection[tuple[object, ...]], database_url: str,
         store._environment.connection = None
 
     drop_connection()
-    settings_env.setenv("DATABASE_URL", app_url(database_url))
-    yield app_url(database_url)
+    settings_env.setenv("DATABASE_URL", app_url(app_database_url))
+    yield app_url(app_database_url)
     drop_connection()
 
 
@@ -141,8 +141,8 @@ def test_every_route_works_as_the_app_role(api: Api, key: str, as_app: str) -> N
     "SET ROLE tickets_owner",
     "GRANT tickets_owner TO tickets_app",
 ])
-def test_the_app_role_can_do_nothing_else(database_url: str, statement: str) -> None:
-    with psycopg.connect(app_url(database_url), autocommit=True) as conn, pytest.raises(
+def test_the_app_role_can_do_nothing_else(app_database_url: str, statement: str) -> None:
+    with psycopg.connect(app_url(app_database_url), autocommit=True) as conn, pytest.raises(
             (errors.InsufficientPrivilege, errors.InvalidSchemaName)):
         conn.execute(statement)
 

@@ -5,10 +5,12 @@
 #   local_stage_start PREFIX PORT_RANGE LOG   # PORT_RANGE "3101-3199"; sets and exports API_URL,
 #                                             # TICKETS_ADMIN_TOKEN, DATABASE_URL; sets STAGE_PID, STAGE_DIR
 #   local_stage_stop                          # SIGTERM, wait (60 s, then SIGKILL), remove STAGE_DIR
+#   trap local_stage_exit EXIT                # on failure the end of $STAGE_LOG; then stop, remove the log
 #
 # The stage gets its own temporary state directory (under /tmp, reachable by the `postgres` user
 # PostgreSQL runs as under root), the first free port of the range and a generated organizer
-# token. The caller installs `trap local_stage_stop EXIT`.
+# token. The caller installs `trap local_stage_stop EXIT`. With STAGE_DATABASE_URL set, the stage
+# uses that database instead of a private cluster (`make test-pgbouncer`: PgBouncer in front of one).
 
 STAGE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STAGE_PYTHON="${STAGE_PYTHON:-$STAGE_ROOT/.venv/bin/python}"
@@ -28,6 +30,7 @@ _stage_start_on() {
   (
     cd "$STAGE_ROOT" || exit 1
     unset DATABASE_URL TEST_DATABASE_URL LOCAL_STAGE_EXPIRY_INTERVAL
+    if [[ -n "${STAGE_DATABASE_URL:-}" ]]; then export DATABASE_URL="$STAGE_DATABASE_URL"; fi
     export PORT="$port" LOCAL_STAGE_DIR="$STAGE_DIR" TICKETS_ADMIN_TOKEN PYTHONUNBUFFERED=1
     exec "$STAGE_PYTHON" -m localstage
   ) >"$log" 2>&1 </dev/null &
@@ -98,4 +101,17 @@ local_stage_stop() {
   if [[ -n "$STAGE_DIR" ]]; then rm -rf "$STAGE_DIR"; fi
   STAGE_DIR=""
   return 0
+}
+
+# A runner's EXIT trap: on a failure the end of the stage's log ($STAGE_LOG, when set), then
+# local_stage_stop and the log removed; the runner's exit status stays.
+local_stage_exit() {
+  local rc=$?
+  if ((rc != 0)) && [[ -n "${STAGE_LOG:-}" && -s "$STAGE_LOG" ]]; then
+    echo "--- the last lines of the local stage's log ($STAGE_LOG):" >&2
+    tail -n 40 "$STAGE_LOG" >&2
+  fi
+  local_stage_stop
+  if [[ -n "${STAGE_LOG:-}" ]]; then rm -f "$STAGE_LOG"; fi
+  exit "$rc"
 }

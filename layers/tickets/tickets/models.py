@@ -73,6 +73,11 @@ class QuotaCreate(RequestModel):
 
 
 class EventCreate(RequestModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "Spring Gala", "venue": "Hall A", "starts_at": "2030-04-01T19:00:00Z", "currency": "EUR",
+        "hold_seconds": 600, "max_per_customer": 8,
+        "tiers": [{"name": "General", "capacity": 500, "price": 2500, "max_per_order": 6}]}]})
+
     name: Name
     venue: Annotated[StrictStr, Field(max_length=200, pattern=NO_NUL)] | None = None
     starts_at: Moment
@@ -116,6 +121,8 @@ OfferCode = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{3,32}$",
 
 
 class ReserveRequest(RequestModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"quantity": 2}]})
+
     quantity: Annotated[StrictInt, Field(ge=1, le=100, description="1 to the tier's max_per_order")]
     tier_id: UUID | None = Field(default=None, description="May be left out when the event has one tier")
     offer_code: OfferCode | None = None
@@ -144,6 +151,8 @@ class OfferCreate(RequestModel):
 
 
 class ConfirmRequest(RequestModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"payment_token": "tok_visa"}]})
+
     payment_token: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
