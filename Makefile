@@ -91,8 +91,8 @@ bench-db: $(STAMP)  ## The database on a hot on-sale: hot tier, quota and spread
 migrate: $(STAMP)  ## Applies migrations to $$DATABASE_URL
 	$(BIN)/python -m tickets.store.migrate
 
-invoke: $(STAMP)  ## make invoke FUNCTION=reserve EVENT=events/reserve.json
-	$(BIN)/python -m localstage invoke $(FUNCTION) $(EVENT)
+invoke: $(STAMP)  ## make invoke FUNCTION=reserve EVENT=events/reserve.json [ENV_VARS=.local/sam-env.json: as sam local would run it]
+	$(BIN)/python -m localstage invoke $(if $(ENV_VARS),--env-vars $(ENV_VARS)) $(FUNCTION) $(EVENT)
 
 load: $(STAMP)  ## k6 load tests (tests/load) on a local stage of their own, or on $$API_URL
 	@echo "make load: to aim it at a deployed stage: API_URL=https://<api-id>.execute-api.<region>.amazonaws.com/<stage> TICKETS_ADMIN_TOKEN=<token> make load"

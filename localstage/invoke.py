@@ -4,6 +4,10 @@ Like `sam local invoke`: the function runs in a Lambda-like worker (localstage.w
 environment from template.yaml, and the response is printed as JSON on stdout (the function's logs
 go to stderr). It runs against the local stage's database and DynamoDB when a stage is running;
 otherwise it starts the stage's PostgreSQL cluster and a DynamoDB for the call and stops them afterwards.
+
+With `--env-vars FILE` (the stage's .local/sam-env.json), the function gets the environment
+`sam local invoke --env-vars FILE` gives its container instead (localstage/sam_local.py), against
+the running stage: the Docker-free check of what SAM would run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from localstage.lambda_runtime import ROOT
 from localstage.runtime import Backends, LocalBackends, StageError, function_pool
+from localstage.sam_local import host_environment, read_env_file
 from localstage.seed import ADMIN_TOKEN_VARIABLE, DEMO_ADMIN_TOKEN
 from localstage.stage import StageLock, read_stage_file, state_dir
 from localstage.template import FunctionSpec, Template, load_template
@@ -25,10 +30,12 @@ from localstage.workers import HandlerError, InvokeFailure
 
 log = logging.getLogger("localstage")
 
-USAGE = """usage: python -m localstage invoke FUNCTION EVENT_FILE
+USAGE = """usage: python -m localstage invoke [--env-vars ENV_FILE] FUNCTION EVENT_FILE
 
 FUNCTION is a logical id of template.yaml (ReserveFunction) or its folder name (reserve);
-EVENT_FILE is a JSON event, e.g. events/reserve.json (python -m localstage.sample_events writes them)."""
+EVENT_FILE is a JSON event, e.g. events/reserve.json (python -m localstage.sample_events writes them);
+ENV_FILE a SAM CLI --env-vars file: the function gets the environment `sam local invoke` would give
+it (the running stage's .local/sam-env.json reaches that stage)."""
 
 
 def _read_event(path: str) -> dict[str, Any]:
@@ -44,8 +51,18 @@ def _read_event(path: str) -> dict[str, Any]:
     return event
 
 
-def _run(template: Template, spec: FunctionSpec, event: dict[str, Any], backends: Backends, token: str) -> int:
-    pool = function_pool(template, spec, backends, admin_token=token, max_workers=1)
+def _sam_environment(template: Template, spec: FunctionSpec, env_file: Path) -> dict[str, str]:
+    try:
+        return host_environment(template, spec, read_env_file(env_file))
+    except FileNotFoundError:
+        raise StageError(f"no env-vars file {env_file} (the local stage writes .local/sam-env.json)") from None
+    except ValueError as exc:
+        raise StageError(f"{env_file} is not an env-vars file: {exc}") from None
+
+
+def _run(template: Template, spec: FunctionSpec, event: dict[str, Any], backends: Backends, token: str,
+         environment: dict[str, str] | None = None) -> int:
+    pool = function_pool(template, spec, backends, admin_token=token, max_workers=1, environment=environment)
     try:
         result = pool.invoke(event).result
     except InvokeFailure as failure:
@@ -61,7 +78,10 @@ def _run(template: Template, spec: FunctionSpec, event: dict[str, Any], backends
 
 
 def invoke(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] in ("-h", "--help"):
+    env_file: Path | None = None
+    if len(argv) == 4 and argv[0] == "--env-vars":
+        env_file, argv = Path(argv[1]), argv[2:]
+    if len(argv) != 2 or argv[0].startswith("-"):
         print(USAGE, file=sys.stderr)
         return 2
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -77,13 +97,18 @@ def invoke(argv: list[str]) -> int:
         except KeyError as exc:
             raise StageError(str(exc.args[0])) from None
         event = _read_event(argv[1])
+        environment = None if env_file is None else _sam_environment(template, spec, env_file)
         if not lock.acquire():
             stage = read_stage_file(directory)
             if stage is None:
                 raise StageError(f"a local stage is starting in {directory}; try again when it is ready")
             log.info("using the running local stage (%s)", stage["base_url"])
             backends = Backends(stage["database_url"], stage["dynamodb_endpoint"], stage["tables"])
-            return _run(template, spec, event, backends, token)
+            return _run(template, spec, event, backends, token, environment)
+        if environment is not None:
+            lock.release()
+            raise StageError(f"--env-vars {env_file}: no local stage is running in {directory}, and the file "
+                             "names the ports of a running one: start it (make dev)")
         try:
             log.info("no local stage is running: starting its database and DynamoDB for this call")
             with LocalBackends(template, database_url=os.environ.get("DATABASE_URL"),

@@ -126,23 +126,29 @@ class LocalBackends:
         self.stop()
 
 
-def function_environment(template: Template, spec: FunctionSpec, backends: Backends,
-                         admin_token: str) -> dict[str, str]:
-    """What the function's process sees: Lambda's variables, then the template's with !Ref resolved."""
-    env = {
+def process_environment() -> dict[str, str]:
+    """What a function's process needs on this machine before Lambda's variables and the template's."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/"),
         "LANG": "C.UTF-8",
         "TZ": "UTC",
         "PYTHONUNBUFFERED": "1",
+        "AWS_CONFIG_FILE": os.devnull,  # the developer's profiles must not redirect the functions
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def function_environment(template: Template, spec: FunctionSpec, backends: Backends,
+                         admin_token: str) -> dict[str, str]:
+    """What the function's process sees: Lambda's variables, then the template's with !Ref resolved."""
+    env = {
+        **process_environment(),
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_CONFIG_FILE": os.devnull,  # the developer's profiles must not redirect the functions
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_DYNAMODB": backends.dynamodb_endpoint,
         "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
@@ -150,16 +156,20 @@ def function_environment(template: Template, spec: FunctionSpec, backends: Backe
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
     }
     env.update(template.environment(spec, {**backends.tables, "StageName": "local"}))
+    # After the template's, which declares these empty (for sam local's --env-vars: localstage/sam_local.py).
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = backends.dynamodb_endpoint
     env.update(local_settings(backends.database_url, admin_token))
     env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon locally
     return env
 
 
 def function_pool(template: Template, spec: FunctionSpec, backends: Backends, *, admin_token: str,
-                  max_workers: int) -> FunctionPool:
+                  max_workers: int, environment: dict[str, str] | None = None) -> FunctionPool:
+    """A pool with the environment the stage gives the function, or `environment` when given."""
+    if environment is None:
+        environment = function_environment(template, spec, backends, admin_token)
     config = FunctionConfig(name=spec.logical_id, code_uri=spec.code_uri, handler=spec.handler,
-                            timeout_seconds=spec.timeout_seconds, memory_mb=spec.memory_mb,
-                            environment=function_environment(template, spec, backends, admin_token))
+                            timeout_seconds=spec.timeout_seconds, memory_mb=spec.memory_mb, environment=environment)
     return FunctionPool(config, max_workers)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from localstage.lambda_runtime import ROOT, scheduled_event
 from localstage.runtime import Backends, LocalBackends, StageError, at_once, close_pools, function_pools, redact
+from localstage.sam_local import ENV_FILE_NAME, serve_containers
 from localstage.seed import ADMIN_TOKEN_VARIABLE, examples
 from localstage.server import Gateway, StageHTTPServer
 from localstage.template import Schedule, Template, load_template
@@ -228,6 +229,7 @@ class Stage:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=2) + "\n", encoding="utf-8")
         os.chmod(stage_file(self.directory), 0o600)  # it holds the organizer token
+        self._defer("the sam local access", serve_containers(self.directory, template, backends, self.token))
 
         httpd.gateway = Gateway(template.routes, pools)
         server_thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
@@ -320,6 +322,7 @@ Local stage at {base_url}
   database:        {redact(backends.database_url)}
   dynamodb:        {backends.dynamodb_endpoint} (tables {", ".join(backends.tables.values())})
   state:           {self.directory}
+  sam local:       --env-vars {self.directory / ENV_FILE_NAME} (README, "sam local")
   routes:
 {routes}
 

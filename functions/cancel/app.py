@@ -7,9 +7,9 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
-from tickets.edge.buyers import reservation_secret
+from tickets.edge.buyers import ReservationSecret, reservation_secret
 from tickets.edge.http import create_app, http_handler, route_responses
-from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, respond_once
+from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, OptionalIdempotencyKey, respond_once
 from tickets.models import Reservation
 
 app = create_app()
@@ -18,10 +18,11 @@ app = create_app()
 @app.delete("/reservations/<reservation_id>", summary="Cancel a hold", tags=["reservations"],
             responses=route_responses(200, Reservation, "The reservation, status cancelled",
                                       refusals=[*reservations.CANCEL_REFUSALS, *IDEMPOTENT_REFUSALS]))
-def cancel_reservation(reservation_id: str) -> Response[dict[str, Any]]:
+def cancel_reservation(reservation_id: str, holder: ReservationSecret = None,
+                       idempotency_key: OptionalIdempotencyKey = None) -> Response[dict[str, Any]]:
     # Cancel is idempotent by nature: the key is optional and only deduplicates when given.
-    secret = reservation_secret(app.current_event)
-    return respond_once(app, status=200, caller=secret, key_required=False,
+    secret = reservation_secret(holder)
+    return respond_once(app, status=200, caller=secret, key=idempotency_key, key_required=False,
                         operation=lambda _key: reservations.cancel(reservation_id, secret))
 
 

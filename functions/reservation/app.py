@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
-from tickets.edge.buyers import reservation_secret
+from tickets.edge.buyers import ReservationSecret, reservation_secret
 from tickets.edge.http import create_app, http_handler, json_response, route_responses
 from tickets.models import Reservation
 
@@ -17,8 +17,8 @@ app = create_app()
 @app.get("/reservations/<reservation_id>", summary="A reservation", tags=["reservations"],
          responses=route_responses(200, Reservation, "The reservation; a lapsed hold reads expired",
                                    refusals=reservations.READ_REFUSALS))
-def get_reservation(reservation_id: str) -> Response[dict[str, Any]]:
-    return json_response(200, reservations.get_reservation(reservation_id, reservation_secret(app.current_event)))
+def get_reservation(reservation_id: str, holder: ReservationSecret = None) -> Response[dict[str, Any]]:
+    return json_response(200, reservations.get_reservation(reservation_id, reservation_secret(holder)))
 
 
 lambda_handler = http_handler(app)

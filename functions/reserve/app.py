@@ -7,9 +7,9 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import reservations
-from tickets.edge.buyers import buyer
+from tickets.edge.buyers import AdmissionToken, DeviceId, buyer
 from tickets.edge.http import create_app, http_handler, route_responses
-from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, respond_once
+from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, IdempotencyKey, respond_once
 from tickets.models import Reservation, ReserveRequest
 
 app = create_app()
@@ -18,9 +18,11 @@ app = create_app()
 @app.post("/events/<event_id>/reservations", summary="Reserve seats", tags=["reservations"],
           responses=route_responses(201, Reservation, "A hold, status held",
                                     refusals=[*reservations.RESERVE_REFUSALS, *IDEMPOTENT_REFUSALS]))
-def reserve(event_id: str, request: ReserveRequest) -> Response[dict[str, Any]]:
-    who = buyer(app.current_event)
-    return respond_once(app, status=201, caller=who.fingerprint,
+def reserve(event_id: str, request: ReserveRequest, idempotency_key: IdempotencyKey, device_id: DeviceId = None,
+            admission_token: AdmissionToken = None) -> Response[dict[str, Any]]:
+    # admission_token: declared for the contract's waiting room, which this server does not serve yet.
+    who = buyer(app.current_event, device_id)
+    return respond_once(app, status=201, caller=who.fingerprint, key=idempotency_key,
                         operation=lambda key: reservations.reserve(event_id, request, who, key))
 
 

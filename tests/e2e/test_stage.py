@@ -22,7 +22,9 @@ import pytest
 import requests
 
 from localstage.lambda_runtime import ROOT
+from localstage.sample_events import SAMPLES
 from localstage.seed import DEMO_EVENT_ID
+from localstage.template import load_template
 from tests.e2e.stage_process import (
     ADMIN_TOKEN,
     StageProcess,
@@ -267,11 +269,13 @@ def test_busy_port_is_reported(stages: Stages) -> None:
         remove_state_dir(other)
 
 
-def run_invoke(directory: Path, function: str, event_file: str) -> subprocess.CompletedProcess[str]:
+def run_invoke(directory: Path, function: str, event_file: str, *,
+               env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = stage_env(directory, 0)
     env.pop("TICKETS_ADMIN_TOKEN")
-    return subprocess.run([sys.executable, "-m", "localstage", "invoke", function, event_file], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    options = ["--env-vars", str(env_file)] if env_file else []
+    return subprocess.run([sys.executable, "-m", "localstage", "invoke", *options, function, event_file], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_invoke_uses_the_running_stage(stages: Stages) -> None:
@@ -399,6 +403,48 @@ def test_a_killed_postmaster_is_restarted_and_meanwhile_requests_answer_503(stag
     assert available(base, event_id) == capacity - len(held)
 
 
+def sample_event_functions() -> dict[str, str]:
+    """Each sample event of events/ and the function of template.yaml it is for."""
+    template = load_template()
+    routes = {route.route_key: route.function for route in template.routes}
+    functions = {name: routes[f"{method} {path}"] for name, method, path, *_ in SAMPLES}
+    functions["authorizer"] = next(route.authorizer for route in template.routes if route.authorizer)
+    functions["expire"] = next(schedule.function for schedule in template.schedules)
+    return functions
+
+
+# What each sample answers on a stage seeded with the demo event only (no demo reservation or ticket).
+SAMPLE_ANSWERS = {"health": 200, "create_event": 201, "get_event": 200, "availability": 200, "reserve": 201,
+                  "get_reservation": 404, "cancel": 404, "confirm": 404, "check_in": 404}
+
+
+def test_every_sample_event_runs_with_the_environment_sam_local_gets(stages: Stages, tmp_path: Path) -> None:
+    env_file = stages.directory / "sam-env.json"
+    assert env_file.stat().st_mode & 0o777 == 0o600  # it holds the organizer token
+    assert f"--env-vars {env_file}" in stages.current.output
+    functions = sample_event_functions()
+    assert set(functions) == {path.stem for path in (ROOT / "events").glob("*.json")}
+    # The authorizer's sample carries the demo token; the same request with the stage's token too.
+    with_token = json.loads((ROOT / "events" / "authorizer.json").read_text())
+    with_token["headers"]["authorization"] = f"Bearer {ADMIN_TOKEN}"
+    (tmp_path / "authorizer_token.json").write_text(json.dumps(with_token))
+    runs = {**{name: (function, f"events/{name}.json") for name, function in functions.items()},
+            "authorizer_token": (functions["authorizer"], str(tmp_path / "authorizer_token.json"))}
+    with ThreadPoolExecutor(3) as pool:
+        results = dict(zip(runs, pool.map(lambda run: run_invoke(stages.directory, *run, env_file=env_file),
+                                          runs.values()), strict=True))
+    for name, result in results.items():
+        assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
+        assert "using the running local stage" in result.stderr
+    answers = {name: json.loads(result.stdout) for name, result in results.items()}
+    for name, status in SAMPLE_ANSWERS.items():
+        assert answers[name]["statusCode"] == status, (name, answers[name])
+    assert json.loads(answers["check_in"]["body"])["error"]["code"] == "ticket_not_found"
+    assert answers["authorizer"]["context"]["role"] == "anonymous"
+    assert answers["authorizer_token"]["context"]["role"] == "organizer"
+    assert "expired" in answers["expire"]
+
+
 def test_sigterm_stops_everything_and_restart_keeps_data(stages: Stages) -> None:
     base = stages.url
     event_id = create_event(base, capacity=5, name="Survives a restart")["event_id"]
@@ -430,6 +476,7 @@ def test_sigterm_stops_everything_and_restart_keeps_data(stages: Stages) -> None
     assert postgres_pids(stages.directory / "pgdata") == []
     assert not (stages.directory / "stage.lock").exists()
     assert not (stages.directory / "stage.json").exists()
+    assert not (stages.directory / "sam-env.json").exists()  # it names ports that are gone
     assert not (stages.directory / "pgdata" / "postmaster.pid").exists()
     for pid in worker_pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
@@ -476,6 +523,11 @@ def test_invoke_without_a_stage_starts_and_stops_the_database(stages: Stages) ->
     assert "no local stage is running" in result.stderr
     assert postgres_pids(stages.directory / "pgdata") == []
     assert not (stages.directory / "stage.lock").exists()
+    empty = stages.directory.parent / f"{stages.directory.name}-env.json"
+    empty.write_text("{}")
+    refused = run_invoke(stages.directory, "reserve", "events/reserve.json", env_file=empty)
+    empty.unlink()
+    assert refused.returncode != 0 and "no local stage is running" in refused.stderr
     unknown = run_invoke(stages.directory, "nosuchfunction", "events/reserve.json")
     assert unknown.returncode != 0
     assert "no function" in unknown.stderr

@@ -90,6 +90,14 @@ def test_idempotency_key_is_required_and_printable(api: Api, world: dict[str, st
     assert db.execute(COUNTED).fetchone() == before
 
 
+def test_a_bad_body_is_answered_before_a_missing_idempotency_key(api: Api, world: dict[str, str], db: Any) -> None:
+    before = db.execute(COUNTED).fetchone()
+    response = api.request("POST", f"/events/{world['event']}/reservations", body={"quantity": "two"})
+    assert response.status == 422 and response.error_code == "validation_error", response.text
+    assert [detail["field"] for detail in response.body["error"]["details"]] == ["quantity"]
+    assert db.execute(COUNTED).fetchone() == before
+
+
 def test_form_encoded_json_is_still_read_as_json(api: Api, world: dict[str, str], key: str) -> None:
     response = api.request("POST", f"/events/{world['event']}/reservations", body='{"quantity": 1}',
                            headers={"Idempotency-Key": key, "Content-Type": "application/x-www-form-urlencoded"})

@@ -42,27 +42,29 @@ def test_fifty_fresh_keys_at_once_each_run_once(api: Api, environments: Api, key
 
 def test_threads_of_one_process_read_each_others_event(api: Api, key: str, db: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cause of the 409s the in-process races used to see, replayed step by step.
+    """Why the races run in a process per environment, replayed step by step.
 
-    A resolves its request (BaseRouter.current_event = A's event) and pauses before reading its
-    Idempotency-Key; B resolves (BaseRouter.current_event = B's event), saves B's key in progress
-    and pauses in the domain. A resumes, reads `app.current_event` - B's event: the resolver keeps it
-    on a class, so even a copy of the function module of its own would not help A - and answers 409
-    request_in_progress for a key that no one had used. This is Powertools' design for one
-    invocation per process at a time.
+    A resolves its request (BaseRouter.current_event = A's event) and pauses as it checks its
+    Idempotency-Key; B resolves its own reserve, for two seats (BaseRouter.current_event = B's
+    event), and pauses in the domain. A resumes and builds its idempotency record from
+    `app.current_event` - B's event: the resolver keeps it on a class, so even a copy of the function
+    module of its own would not help A - and so records B's body under its own key. A's honest
+    retry is then refused as reusing its key with another body. This is Powertools' design for one
+    invocation per process at a time (when the key was read from the event too, A read B's key and
+    answered 409 request_in_progress).
     """
     import tickets.edge.idempotency
     from tickets.domain import reservations
 
-    event = api.create_event()
+    event_id = api.create_event()["event_id"]
     a_paused, b_in_domain, release_b = threading.Event(), threading.Event(), threading.Event()
     real_key, real_reserve = tickets.edge.idempotency.idempotency_key, reservations.reserve
 
-    def idempotency_key(app: Any, *, required: bool) -> str | None:
+    def idempotency_key(header: str | None, *, required: bool) -> str | None:
         if threading.current_thread().name == "A":
             a_paused.set()
             assert b_in_domain.wait(10)
-        return real_key(app, required=required)
+        return real_key(header, required=required)
 
     def reserve(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread().name == "B":
@@ -75,8 +77,7 @@ def test_threads_of_one_process_read_each_others_event(api: Api, key: str, db: A
     answers: dict[str, ApiResponse] = {}
 
     def client(name: str) -> None:
-        # One buyer on two devices' threads: the records differ only by key, as in the original report.
-        answers[name] = api.reserve(event["event_id"], 1, key=f"{key}-{name}", device="one-buyer")
+        answers[name] = api.reserve(event_id, 1 if name == "A" else 2, key=f"{key}-{name}", device="one-buyer")
 
     a = threading.Thread(target=client, args=("A",), name="A")
     b = threading.Thread(target=client, args=("B",), name="B")
@@ -86,5 +87,6 @@ def test_threads_of_one_process_read_each_others_event(api: Api, key: str, db: A
     a.join(20)
     release_b.set()
     b.join(20)
-    assert answers["A"].status == 409 and answers["A"].error_code == "request_in_progress"
-    assert answers["B"].status == 201
+    assert answers["A"].status == 201 and answers["B"].status == 201
+    retry = api.reserve(event_id, 1, key=f"{key}-A", device="one-buyer")
+    assert retry.status == 422 and retry.error_code == "idempotency_key_reused", retry.text

@@ -46,11 +46,13 @@ def test_event_defaults_and_sales_window_order() -> None:
 
 
 def fingerprint(headers: dict[str, str], ip: str = "192.0.2.1") -> str:
-    return buyer(APIGatewayProxyEventV2(http_event("GET", "/", headers=headers, source_ip=ip))).fingerprint
+    event = APIGatewayProxyEventV2(http_event("GET", "/", headers=headers, source_ip=ip))
+    return buyer(event, headers.get("X-Device-Id")).fingerprint
 
 
 def address(headers: dict[str, str], ip: str = "192.0.2.1") -> str:
-    return buyer(APIGatewayProxyEventV2(http_event("GET", "/", headers=headers, source_ip=ip))).address
+    event = APIGatewayProxyEventV2(http_event("GET", "/", headers=headers, source_ip=ip))
+    return buyer(event, headers.get("X-Device-Id")).address
 
 
 def test_address_ignores_the_device_id() -> None:

@@ -26,6 +26,7 @@ class Kind:
     message: Message  # a sentence a person can act on; a function of the fields when it depends on them
     fields: tuple[str, ...] = ()  # what the error carries beside code and message
     retry_after: bool = False  # answered with Retry-After: the same request may succeed shortly
+    missing_header: str | None = None  # the answer when a route's required header is absent (else validation_error)
 
     def render(self, fields: Mapping[str, Any]) -> str:
         return self.message(fields) if callable(self.message) else self.message
@@ -63,7 +64,8 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     # 400
     Kind("malformed_json", 400, "The request body is not valid JSON."),
     Kind("idempotency_key_required", 400,
-         "This call needs an Idempotency-Key header (1-128 printable ASCII characters)."),
+         "This call needs an Idempotency-Key header (1-128 printable ASCII characters).",
+         missing_header="Idempotency-Key"),
     Kind("invalid_idempotency_key", 400, "The Idempotency-Key header must be 1-128 printable ASCII characters."),
     # 401
     Kind("unauthorized", 401, "A valid organizer token is required: send Authorization: Bearer <token>."),

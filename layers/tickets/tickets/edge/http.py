@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, SecurityScheme
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
@@ -34,9 +35,17 @@ MAX_JSON_DEPTH = 32
 # Store calls end this long before the function's timeout, leaving time to answer 503.
 ANSWER_MARGIN_SECONDS = 1.5
 
+# Required headers whose absence the contract answers with a refusal of its own (header -> code).
+MISSING_HEADERS = {kind.missing_header.lower(): kind.code for kind in CATALOGUE.values() if kind.missing_header}
+
 # The organizer/staff routes' bearer token (checked by the authorizer, tickets.edge.auth).
 ORGANIZER_SCHEME = "organizerToken"
 ORGANIZER_SECURITY: list[dict[str, list[str]]] = [{ORGANIZER_SCHEME: []}]
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
+    ORGANIZER_SCHEME: HTTPBearer(description="Organizer and staff calls: Authorization: Bearer <token> "
+                                             "(TICKETS_ADMIN_TOKEN on the local stage; the AdminTokenSecretArn "
+                                             "secret on AWS). Without it: 401 unauthorized."),
+}
 
 
 def route_responses(status: int, model: type[BaseModel], description: str, *,
@@ -93,6 +102,7 @@ def _parse_json(text: str) -> Any:
 
 def create_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_parse_json)
+    app.configure_openapi(security_schemes=SECURITY_SCHEMES)  # what organizer_only's routes refer to
 
     @app.exception_handler(Refusal)
     def _refused(refusal: Refusal) -> Response[dict[str, Any]]:
@@ -110,6 +120,12 @@ def create_app() -> APIGatewayHttpResolver:
         problems = error.errors()
         if any(problem.get("type") == "json_invalid" for problem in problems):
             return refusal_response(Refusal("malformed_json"))
+        # A required header (declared with Header() in the route) whose absence has a refusal of its
+        # own gets it, once nothing else is wrong: a bad body is still answered first.
+        missing = [name for problem in problems if (name := _missing_header(problem)) in MISSING_HEADERS]
+        problems = [problem for problem in problems if _missing_header(problem) not in MISSING_HEADERS]
+        if missing and not problems:
+            return refusal_response(Refusal(MISSING_HEADERS[missing[0]]))
         details = [
             {"field": ".".join(str(part) for part in problem.get("loc", ()) if part != "body") or "body",
              "message": problem.get("msg", "invalid"), "type": problem.get("type", "invalid")}
@@ -127,6 +143,14 @@ def create_app() -> APIGatewayHttpResolver:
         return refusal_response(Refusal("internal_error"))
 
     return app
+
+
+def _missing_header(problem: dict[str, Any]) -> str | None:
+    """The header (lower case) a validation problem reports missing, if that is what it reports."""
+    location = tuple(problem.get("loc", ()))
+    if problem.get("type") == "missing" and len(location) == 2 and location[0] == "header":
+        return str(location[1]).lower()
+    return None
 
 
 def organizer_routes(app: APIGatewayHttpResolver) -> frozenset[str]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
@@ -28,8 +29,16 @@ from tickets.refusals import Refusal
 from tickets.store.db import StoreUnavailable
 from tickets.store.idempotency_records import persistence_store
 
-IDEMPOTENCY_HEADER = "idempotency-key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEY_MAX_LENGTH = 128
+_KEY = (f"1-{KEY_MAX_LENGTH} printable ASCII characters. A retry with the same key and body gets the first "
+        "answer, status and body, without the work being done again; the same key with another body: 422 "
+        "idempotency_key_reused; while the first call runs: 409 request_in_progress.")
+# The header as a route declares it (OpenAPI; the resolver answers its absence with idempotency_key_required).
+IdempotencyKey = Annotated[str, Header(alias=IDEMPOTENCY_HEADER, description=f"{_KEY} Missing: 400 "
+                                                                             "idempotency_key_required.")]
+OptionalIdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER,
+                                                      description=f"Optional: deduplicates retries when given. {_KEY}")]
 RECORD_TTL_SECONDS = 24 * 60 * 60
 # What a route answers beside its own refusals when it takes an Idempotency-Key.
 IDEMPOTENT_REFUSALS = ("idempotency_key_required", "invalid_idempotency_key", "idempotency_key_reused",
@@ -50,8 +59,8 @@ def _run_once(*, request: dict[str, Any], operation: Callable[[], StoredResponse
     return operation()
 
 
-def idempotency_key(app: APIGatewayHttpResolver, *, required: bool) -> str | None:
-    key = app.current_event.headers.get(IDEMPOTENCY_HEADER)
+def idempotency_key(key: str | None, *, required: bool) -> str | None:
+    """The route's Idempotency-Key header, checked: None when absent and optional."""
     if key is None or key == "":
         if required:
             raise Refusal("idempotency_key_required")
@@ -62,9 +71,9 @@ def idempotency_key(app: APIGatewayHttpResolver, *, required: bool) -> str | Non
 
 
 def respond_once(app: APIGatewayHttpResolver, *, status: int, operation: Callable[[str | None], BaseModel],
-                 caller: str, key_required: bool = True) -> Response[dict[str, Any]]:
-    """Runs `operation(key)` once per (route, Idempotency-Key, caller) and returns its response each time."""
-    key = idempotency_key(app, required=key_required)
+                 caller: str, key: str | None, key_required: bool = True) -> Response[dict[str, Any]]:
+    """Runs `operation(key)` once per (route, Idempotency-Key `key`, caller) and returns its response each time."""
+    key = idempotency_key(key, required=key_required)
 
     def stored_response() -> StoredResponse:
         try:
