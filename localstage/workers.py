@@ -314,6 +314,16 @@ class FunctionPool:
 # The init process and the workers forked from it.
 
 
+def _preload_first_use() -> None:
+    """What the layer leaves to a function's first request, made here once: the idempotency table's
+    client (boto3, botocore), for the functions that import its module. On Lambda each environment
+    pays it in its own first request; forked from this one process, fifty cold workers would all pay
+    it at the same moment, on this machine's few cores, inside their invocations' timeouts."""
+    records = sys.modules.get("tickets.store.idempotency_records")
+    if records is not None:
+        records.persistence_store()
+
+
 def _init_main(fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stage stops its workers itself
     conn = Connection(fd)
@@ -321,6 +331,7 @@ def _init_main(fd: int) -> int:
         config: FunctionConfig = conn.recv()
         sys.path.insert(0, str((ROOT / config.code_uri).resolve()))  # Lambda puts /var/task on sys.path too
         handler = load_handler(config.code_uri, config.handler)
+        _preload_first_use()
     except EOFError:
         return 0
     except BaseException:
