@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -28,9 +29,12 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from localstage.lambda_runtime import ROOT, Handler, LambdaContext, load_handler
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 log = logging.getLogger("localstage")
 
@@ -315,13 +319,21 @@ class FunctionPool:
 
 
 def _preload_first_use() -> None:
-    """What the layer leaves to a function's first request, made here once: the idempotency table's
-    client (boto3, botocore), for the functions that import its module. On Lambda each environment
-    pays it in its own first request; forked from this one process, fifty cold workers would all pay
-    it at the same moment, on this machine's few cores, inside their invocations' timeouts."""
+    """What the layer leaves to a function's first request (README, "Cold starts"), done here once:
+    psycopg for the functions that import the store, the idempotency table's client (boto3,
+    botocore) for those that import its module, the models' validators. On Lambda each environment
+    pays it in its own first request; forked from this one process, fifty cold workers would all
+    pay it at the same moment, on this machine's few cores, inside their invocations' timeouts."""
+    if "tickets.store.db" in sys.modules or "tickets.store.migrate" in sys.modules:
+        importlib.import_module("psycopg")
     records = sys.modules.get("tickets.store.idempotency_records")
     if records is not None:
         records.persistence_store()
+    models = sys.modules.get("tickets.models")
+    if models is not None:
+        for model in vars(models).values():
+            if isinstance(model, type) and issubclass(model, models.Model):
+                cast("type[BaseModel]", model).model_rebuild()  # builds what defer_build left unbuilt
 
 
 def _init_main(fd: int) -> int:

@@ -122,6 +122,9 @@ def test_a_cold_import_loads_neither_the_aws_sdk_nor_xray(function: str, lambda_
     DynamoDB, a secret or another AWS service, the X-Ray SDK only where tracing is on."""
     loaded = run_built(function, "-", lambda_env)
     assert aws_sdk_and_xray(loaded["loaded_at_import"]) == []
+    # Nor psycopg (the store's first call loads it), nor Powertools' OpenAPI models (only the
+    # OpenAPI document needs them, tools/openapi.py).
+    assert "psycopg" not in loaded["loaded_at_import"]
     assert "aws_lambda_powertools.event_handler.openapi.models" not in loaded["loaded_at_import"]
     assert loaded["tracer"] is False
 
@@ -144,3 +147,18 @@ def test_with_tracing_on_the_tracer_is_made_at_init_and_traces_a_request(lambda_
     assert loaded["tracer"] is True
     assert "aws_xray_sdk.core" in loaded["loaded_at_import"]
     assert loaded["result"]["statusCode"] == 200, loaded["result"]
+
+
+def test_the_build_ships_hash_checked_bytecode_for_every_module() -> None:
+    """Lambda's folders are read-only: a module without its .pyc is compiled on every cold start.
+    Hash-checked, so it stays valid whatever times the zip gives the files, and a source that
+    differs from it is compiled rather than misread."""
+    tag = "cpython-" + built_template()["Globals"]["Function"]["Runtime"].removeprefix("python").replace(".", "")
+    missing, not_checked = [], []
+    for source in BUILD_DIR.rglob("*.py"):
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if not compiled.exists():
+            missing.append(str(source.relative_to(BUILD_DIR)))
+        elif int.from_bytes(compiled.read_bytes()[4:8], "little") != 0b11:  # PEP 552: hash-based, checked
+            not_checked.append(str(compiled.relative_to(BUILD_DIR)))
+    assert (missing[:5], not_checked[:5]) == ([], [])

@@ -46,9 +46,14 @@ StoredResponse = dict[str, Any]
 RunOnce = Callable[..., StoredResponse]
 
 
+def _run_once(*, request: dict[str, Any], operation: Callable[[], StoredResponse]) -> StoredResponse:
+    # Its module and name are part of every record's key: renaming it would orphan the stored answers.
+    return operation()
+
+
 @functools.cache
 def _idempotent() -> tuple[IdempotencyConfig, RunOnce]:
-    """The idempotency config and the function it guards, made on the first request with a key:
+    """The idempotency config and `_run_once` under it, made on the first request with a key:
     the Powertools idempotency package imports boto3, which a cold start need not load."""
     from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415 - deferred, as the docstring says
         IdempotencyConfig,
@@ -61,12 +66,9 @@ def _idempotent() -> tuple[IdempotencyConfig, RunOnce]:
         raise_on_no_idempotency_key=True,
         expires_after_seconds=RECORD_TTL_SECONDS,
     )
-
-    @idempotent_function(data_keyword_argument="request", persistence_store=persistence_store(), config=config)
-    def run_once(*, request: dict[str, Any], operation: Callable[[], StoredResponse]) -> StoredResponse:
-        return operation()
-
-    return config, run_once
+    guarded = idempotent_function(data_keyword_argument="request", persistence_store=persistence_store(),
+                                  config=config)(_run_once)
+    return config, guarded
 
 
 def idempotency_key(key: str | None, *, required: bool) -> str | None:
