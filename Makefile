@@ -11,8 +11,8 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 BUILD_DIR := .aws-sam/build
 
-.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check bench-db \
-	test-pgbouncer fuzz
+.PHONY: help dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check \
+	bench-db bench-cold test-pgbouncer fuzz
 
 $(STAMP): requirements-dev.txt layers/tickets/requirements.txt layers/tickets/pyproject.toml
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
@@ -29,6 +29,9 @@ $(STAMP): requirements-dev.txt layers/tickets/requirements.txt layers/tickets/py
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -e layers/tickets 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -c "import psycopg, aws_lambda_powertools, moto, pytest, schemathesis, tickets"
 	touch $(STAMP)
+
+help:  ## These targets, and what each does
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E -e 's/^([a-z-]+):.*## /\1\t/' -e 's/\$$\$$/$$/g' | expand -t 16
 
 dev: $(STAMP)  ## The whole API on 127.0.0.1:$${PORT:-3000}
 	exec $(BIN)/python -m localstage
@@ -78,12 +81,20 @@ validate: $(SAM)  ## sam validate --lint (the SAM transform and cfn-lint, warnin
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
 	$(SAM_ENV) $(SAM_VENV)/bin/cfn-lint --include-checks I -- template.yaml && echo "cfn-lint: no findings, informational rules included"
 
-build: $(SAM)  ## sam build into .aws-sam/build, with the local interpreter matching the Lambda runtime
+# Lambda's /var/task and /opt are read-only: a module shipped without its bytecode is compiled again on
+# every cold start. So the build ships it, hash-checked (valid whatever the files' times become in the zip;
+# a source that differs from its .pyc is compiled, never misread), for the runtime's interpreter.
+build: $(SAM)  ## sam build into .aws-sam/build, with the local interpreter matching the Lambda runtime; then the bytecode
 	@LAMBDA_PYTHON=$$(tools/lambda_python.sh) && echo "building with $$LAMBDA_PYTHON" && \
-	  PATH="$$(dirname $$LAMBDA_PYTHON):$$PATH" $(SAM_ENV) $(SAM) build --template template.yaml --build-dir $(BUILD_DIR)
+	  PATH="$$(dirname $$LAMBDA_PYTHON):$$PATH" $(SAM_ENV) $(SAM) build --template template.yaml --build-dir $(BUILD_DIR) && \
+	  echo "compiling $(BUILD_DIR) to bytecode (checked-hash)" && \
+	  $$LAMBDA_PYTHON -m compileall -q -f -j 0 --invalidation-mode checked-hash $(BUILD_DIR) >/dev/null
 
 build-check: $(STAMP) build  ## Runs the built functions and layer on the runtime's interpreter (tests/build)
 	SAM_BUILD_DIR=$(BUILD_DIR) LAMBDA_PYTHON=$$(tools/lambda_python.sh) $(BIN)/python -m pytest tests/build -q
+
+bench-cold: $(STAMP)  ## Cold starts: each built function's import on the runtime's interpreter (builds first if stale), with references
+	$(BIN)/python -m benchmarks.cold_start
 
 bench-db: $(STAMP)  ## The database on a hot on-sale: hot tier, quota and spread against a one-row UPDATE; a sell-out
 	$(BIN)/python -m benchmarks.reserve_db

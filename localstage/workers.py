@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -28,9 +29,12 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from localstage.lambda_runtime import ROOT, Handler, LambdaContext, load_handler
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 log = logging.getLogger("localstage")
 
@@ -314,6 +318,24 @@ class FunctionPool:
 # The init process and the workers forked from it.
 
 
+def _preload_first_use() -> None:
+    """What the layer leaves to a function's first request (README, "Cold starts"), done here once:
+    psycopg for the functions that import the store, the idempotency table's client (boto3,
+    botocore) for those that import its module, the models' validators. On Lambda each environment
+    pays it in its own first request; forked from this one process, fifty cold workers would all
+    pay it at the same moment, on this machine's few cores, inside their invocations' timeouts."""
+    if "tickets.store.db" in sys.modules or "tickets.store.migrate" in sys.modules:
+        importlib.import_module("psycopg")
+    records = sys.modules.get("tickets.store.idempotency_records")
+    if records is not None:
+        records.persistence_store()
+    models = sys.modules.get("tickets.models")
+    if models is not None:
+        for model in vars(models).values():
+            if isinstance(model, type) and issubclass(model, models.Model):
+                cast("type[BaseModel]", model).model_rebuild()  # builds what defer_build left unbuilt
+
+
 def _init_main(fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stage stops its workers itself
     conn = Connection(fd)
@@ -321,6 +343,7 @@ def _init_main(fd: int) -> int:
         config: FunctionConfig = conn.recv()
         sys.path.insert(0, str((ROOT / config.code_uri).resolve()))  # Lambda puts /var/task on sys.path too
         handler = load_handler(config.code_uri, config.handler)
+        _preload_first_use()
     except EOFError:
         return 0
     except BaseException:

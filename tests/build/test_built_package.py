@@ -20,12 +20,14 @@ from localstage.template import _CloudFormationLoader
 BUILD_DIR = Path(os.environ.get("SAM_BUILD_DIR", ROOT / ".aws-sam" / "build")).resolve()
 LAMBDA_PYTHON = os.environ.get("LAMBDA_PYTHON", "python3.13")
 
-# -I -S: no user site, no site-packages, no PYTHONPATH: only what Lambda would have.
+# -I -S: no user site, no site-packages, no PYTHONPATH: only what Lambda would have. -B: nothing written
+# into the artifact (Lambda's folders are read-only), so it runs on the bytecode `make build` shipped.
 RUNNER = """
 import json, sys
 function_dir, layer_dir, event_path = sys.argv[1:4]
 sys.path[:0] = [function_dir, layer_dir]
 import app
+loaded_at_import = sorted(sys.modules)
 from types import SimpleNamespace
 context = SimpleNamespace(function_name="built", memory_limit_in_mb=512, aws_request_id="built-1",
                           invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:built",
@@ -33,9 +35,11 @@ context = SimpleNamespace(function_name="built", memory_limit_in_mb=512, aws_req
 event = json.load(open(event_path)) if event_path != "-" else None
 import psycopg, pydantic_core
 out = {"psycopg_impl": psycopg.pq.__impl__, "psycopg_file": psycopg.pq.PGconn.__module__,
-       "layer": [p for p in sys.path if p == layer_dir], "python": "%d.%d" % sys.version_info[:2]}
+       "layer": [p for p in sys.path if p == layer_dir], "python": "%d.%d" % sys.version_info[:2],
+       "loaded_at_import": loaded_at_import, "tracer": sys.modules["tickets.observability"].tracer is not None}
 if event is not None:
     out["result"] = app.lambda_handler(event, context)
+    out["loaded_after_request"] = sorted(sys.modules)
 print(json.dumps(out, default=str))
 """
 
@@ -57,8 +61,8 @@ def run_built(function: str, event: str, env: dict[str, str]) -> dict[str, Any]:
     code_dir = BUILD_DIR / template[function]["Properties"]["CodeUri"]
     layer_dir = BUILD_DIR / template["TicketsLayer"]["Properties"]["ContentUri"] / "python"
     event_path = str(ROOT / "events" / event) if event != "-" else "-"
-    completed = subprocess.run([LAMBDA_PYTHON, "-I", "-S", "-c", RUNNER, str(code_dir), str(layer_dir), event_path],
-                               capture_output=True, text=True, env=env, timeout=120, check=False)
+    completed = subprocess.run([LAMBDA_PYTHON, "-I", "-S", "-B", "-c", RUNNER, str(code_dir), str(layer_dir),
+                                event_path], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
 
@@ -103,3 +107,58 @@ def test_built_authorizer_and_expiry_handle_their_events(lambda_env: dict[str, s
     assert run_built("AuthorizerFunction", "authorizer.json", lambda_env)["result"] == {
         "isAuthorized": True, "context": {"role": "organizer"}}
     assert "expired" in run_built("ExpireFunction", "expire.json", lambda_env)["result"]
+
+
+def aws_sdk_and_xray(modules: list[str]) -> list[str]:
+    """boto3, botocore and the X-Ray SDK among `modules`. Powertools imports the botocore package
+    itself (its __init__, a few names, to tag the SDK's user agent), so that alone does not count."""
+    return [name for name in modules
+            if name.partition(".")[0] in ("boto3", "aws_xray_sdk") or name.startswith("botocore.")]
+
+
+@pytest.mark.parametrize("function", functions())
+def test_a_cold_import_loads_neither_the_aws_sdk_nor_xray(function: str, lambda_env: dict[str, str]) -> None:
+    """Init loads what every request needs; boto3/botocore come with the first request that reaches
+    DynamoDB, a secret or another AWS service, the X-Ray SDK only where tracing is on."""
+    loaded = run_built(function, "-", lambda_env)
+    assert aws_sdk_and_xray(loaded["loaded_at_import"]) == []
+    # Nor psycopg (the store's first call loads it), nor Powertools' OpenAPI models (only the
+    # OpenAPI document needs them, tools/openapi.py).
+    assert "psycopg" not in loaded["loaded_at_import"]
+    assert "aws_lambda_powertools.event_handler.openapi.models" not in loaded["loaded_at_import"]
+    assert loaded["tracer"] is False
+
+
+def test_the_sdk_loads_with_the_first_request_that_needs_it(lambda_env: dict[str, str]) -> None:
+    """The reserve above went through the idempotency table; here, that the client came with it."""
+    loaded = run_built("ReserveFunction", "reserve.json", lambda_env)
+    assert loaded["result"]["statusCode"] == 201, loaded["result"]
+    assert "boto3" in loaded["loaded_after_request"]
+    assert aws_sdk_and_xray(loaded["loaded_at_import"]) == []
+
+
+def test_with_tracing_on_the_tracer_is_made_at_init_and_traces_a_request(lambda_env: dict[str, str]) -> None:
+    """As on AWS with `Tracing: Active`: Lambda sets LAMBDA_TASK_ROOT and the trace header; the
+    segments go to the X-Ray daemon's UDP address, where nothing listens here."""
+    traced = {key: value for key, value in lambda_env.items() if key != "POWERTOOLS_TRACE_DISABLED"}
+    traced.update({"LAMBDA_TASK_ROOT": str(BUILD_DIR / "HealthFunction"), "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+                   "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"})
+    loaded = run_built("HealthFunction", "health.json", traced)
+    assert loaded["tracer"] is True
+    assert "aws_xray_sdk.core" in loaded["loaded_at_import"]
+    assert loaded["result"]["statusCode"] == 200, loaded["result"]
+
+
+def test_the_build_ships_hash_checked_bytecode_for_every_module() -> None:
+    """Lambda's folders are read-only: a module without its .pyc is compiled on every cold start.
+    Hash-checked, so it stays valid whatever times the zip gives the files, and a source that
+    differs from it is compiled rather than misread."""
+    tag = "cpython-" + built_template()["Globals"]["Function"]["Runtime"].removeprefix("python").replace(".", "")
+    missing, not_checked = [], []
+    for source in BUILD_DIR.rglob("*.py"):
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if not compiled.exists():
+            missing.append(str(source.relative_to(BUILD_DIR)))
+        elif int.from_bytes(compiled.read_bytes()[4:8], "little") != 0b11:  # PEP 552: hash-based, checked
+            not_checked.append(str(compiled.relative_to(BUILD_DIR)))
+    assert (missing[:5], not_checked[:5]) == ([], [])

@@ -31,7 +31,7 @@ def forget_idempotency_records(endpoint: str) -> None:
     """As if every record's write had failed after the work was done."""
     table = boto3.resource("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id="local", aws_secret_access_key="local").Table(
-        idempotency_records.persistence_store.table_name)
+        idempotency_records.persistence_store().table_name)
     for item in table.scan()["Items"]:
         table.delete_item(Key={"id": item["id"]})
 
@@ -198,8 +198,8 @@ def test_dynamodb_down_or_slow_answers_503_in_time(api: Api, key: str, db: Any, 
         endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
         probe.close()  # nothing listens there now
     broken = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
-                          aws_secret_access_key="local", config=idempotency_records.DYNAMODB_CLIENT)
-    monkeypatch.setattr(idempotency_records.persistence_store, "client", broken)
+                          aws_secret_access_key="local", config=idempotency_records.dynamodb_client_config())
+    monkeypatch.setattr(idempotency_records.persistence_store(), "client", broken)
     started = time.monotonic()
     response = api.reserve(event["event_id"], 1, key=key)
     elapsed = time.monotonic() - started

@@ -10,7 +10,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyIt
 
 from localstage.runtime import Backends
 from tests.support.api import Api
-from tickets.store.idempotency_records import DYNAMODB_CLIENT, RetrySafeDynamoDBPersistenceLayer
+from tickets.store.idempotency_records import dynamodb_client_config
+from tickets.store.retry_safe_idempotency import RetrySafeDynamoDBPersistenceLayer
 
 
 def test_retry_returns_the_first_response(api: Api, key: str, db: Any) -> None:
@@ -87,7 +88,7 @@ def save_inprogress(layer: DynamoDBPersistenceLayer, key: str) -> None:
 def test_a_put_retried_after_its_answer_was_lost_is_not_in_progress(
         layer_class: type[DynamoDBPersistenceLayer], backends: Backends, key: str) -> None:
     table = backends.tables["IdempotencyTable"]
-    layer = layer_class(table_name=table, boto_config=DYNAMODB_CLIENT)
+    layer = layer_class(table_name=table, boto_config=dynamodb_client_config())
     lost_first_answer(layer)
     if layer_class is DynamoDBPersistenceLayer:
         # Powertools' own layer takes its own record for another caller's: request_in_progress.
@@ -96,6 +97,6 @@ def test_a_put_retried_after_its_answer_was_lost_is_not_in_progress(
         return
     save_inprogress(layer, key)
     # Another caller with the same key, meanwhile, is still refused.
-    other = RetrySafeDynamoDBPersistenceLayer(table_name=table, boto_config=DYNAMODB_CLIENT)
+    other = RetrySafeDynamoDBPersistenceLayer(table_name=table, boto_config=dynamodb_client_config())
     with pytest.raises(IdempotencyItemAlreadyExistsError):
         save_inprogress(other, key)

@@ -17,10 +17,11 @@ from tests.support.api import Api, ApiResponse
 
 def idempotency_records() -> dict[str, str]:
     """Every record of the idempotency table: key -> status."""
-    from tickets.edge.idempotency import persistence_store
+    from tickets.store.idempotency_records import persistence_store
 
-    client, records = persistence_store.client, {}
-    pages = client.get_paginator("scan").paginate(TableName=persistence_store.table_name, ConsistentRead=True)
+    store = persistence_store()
+    client, records = store.client, {}
+    pages = client.get_paginator("scan").paginate(TableName=store.table_name, ConsistentRead=True)
     for page in pages:
         records.update({item["id"]["S"]: item["status"]["S"] for item in page["Items"]})
     return records

@@ -45,15 +45,22 @@ Name = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 MinorUnits = Annotated[StrictInt, Field(ge=0, le=10**12, description="Integer minor units: 2500 is 25.00")]
 
 
+class Model(BaseModel):
+    """Every model of the API. Its validator and serializer are built on first use (defer_build),
+    not at import: a function's cold start builds only the few models its requests touch."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # ----- requests -----
 
-class RequestModel(BaseModel):
+class RequestModel(Model):
     """A request body: a field the call does not know is a validation error, never ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class ResponseModel(BaseModel):
+class ResponseModel(Model):
     """A response built by a SQL function field by field: a field it sends that the model lacks fails the tests."""
 
     model_config = ConfigDict(extra="forbid")
@@ -270,22 +277,22 @@ class CheckIn(ResponseModel):
     event_id: UUID
 
 
-class Health(BaseModel):
+class Health(Model):
     status: Literal["ok"]
 
 
-class ExpiryResult(BaseModel):
+class ExpiryResult(Model):
     expired: int
     # Payment intents settled by reconciliation: sold (tickets issued), refunded, uncharged.
     settled: dict[str, int] = {}
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     model_config = ConfigDict(extra="allow")
 
     code: str = Field(description="snake_case error code")
     message: str = Field(description="A sentence a person can act on")
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     error: ErrorDetail

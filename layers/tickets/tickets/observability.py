@@ -1,4 +1,9 @@
-"""Powertools Logger, Metrics and Tracer, shared by every function of the layer."""
+"""Powertools Logger, Metrics and Tracer, shared by every function of the layer.
+
+The Tracer exists only where traces are sent (on Lambda, with tracing not disabled): Powertools'
+Tracer imports the X-Ray SDK, and its sampler botocore, even to switch itself off, which would
+cost every cold start run with tracing off (sam local, the local stage, the tests) for nothing.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,15 @@ warnings.filterwarnings("ignore", "No application metrics to publish", UserWarni
 
 logger = Logger(service="tickets")
 metrics = Metrics(namespace="Tickets", service="tickets")
-tracer = Tracer(service="tickets")
+
+
+def tracing_enabled() -> bool:
+    """Powertools' own rule: on in a Lambda environment unless POWERTOOLS_TRACE_DISABLED is set;
+    off under sam local and outside Lambda. (A static method of Tracer: it needs no X-Ray SDK.)"""
+    return not Tracer._is_tracer_disabled()
+
+
+tracer = Tracer(service="tickets") if tracing_enabled() else None
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -27,7 +40,7 @@ def count(metric: str, value: int = 1) -> None:
 
 def instrumented(handler: LambdaHandler, *, http: bool = True) -> LambdaHandler:
     """Wraps a Lambda entry point with structured logging, tracing and metric flushing."""
-    wrapped = tracer.capture_lambda_handler(handler)
+    wrapped = tracer.capture_lambda_handler(handler) if tracer is not None else handler
     wrapped = metrics.log_metrics(wrapped)
     return logger.inject_lambda_context(
         wrapped, correlation_id_path=correlation_paths.API_GATEWAY_HTTP if http else None, clear_state=True

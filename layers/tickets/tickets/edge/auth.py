@@ -14,8 +14,6 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-
 from tickets.settings import settings
 
 ORGANIZER = "organizer"
@@ -27,6 +25,9 @@ def organizer_token() -> str:
     """The expected token: the secret named by ADMIN_TOKEN_SECRET_ARN, else TICKETS_ADMIN_TOKEN."""
     config = settings()
     if config.admin_token_secret_arn:
+        # Imported here: the parameters utility brings boto3, needed only where the token is a secret (AWS).
+        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+
         return str(parameters.get_secret(config.admin_token_secret_arn, max_age=SECRET_CACHE_SECONDS)).strip()
     return config.admin_token
 

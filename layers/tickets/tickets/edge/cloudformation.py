@@ -27,9 +27,6 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-from botocore.exceptions import ClientError
-
 from tickets.observability import logger
 from tickets.settings import settings
 
@@ -68,6 +65,8 @@ def run_migrations(budget_seconds: float) -> list[str]:
     config = settings()
     if not config.migrate_function_name or not config.app_db_secret_arn:
         raise DeployStepFailed("MIGRATE_FUNCTION_NAME and APP_DB_SECRET_ARN must be set")
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - boto3, on first use only
+
     secret = parameters.get_secret(config.app_db_secret_arn, transform="json", force_fetch=True)
     password = str(secret["password"])
     # One attempt, waiting as long as MigrateFunction may run within our own budget: a retried
@@ -87,6 +86,8 @@ def set_deletion_protection(cluster_id: str, enabled: bool, *, deadline: float,
                             sleep: Callable[[float], None] = time.sleep) -> None:
     """Sets the cluster's deletion protection and waits until RDS reports it, retrying while the
     cluster is busy with another change (creating, modifying)."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415 - botocore, on first use only
+
     rds = _client("rds")
     while True:
         try:

@@ -10,24 +10,22 @@ writes by it, so a retry that runs again (the record lost to a fault) never does
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
 from pydantic import BaseModel
 
 from tickets.edge.http import json_response, refusal_body, refusal_headers, refusal_status
 from tickets.refusals import Refusal
 from tickets.store.db import StoreUnavailable
 from tickets.store.idempotency_records import persistence_store
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEY_MAX_LENGTH = 128
@@ -44,19 +42,33 @@ RECORD_TTL_SECONDS = 24 * 60 * 60
 IDEMPOTENT_REFUSALS = ("idempotency_key_required", "invalid_idempotency_key", "idempotency_key_reused",
                        "request_in_progress")
 
-config = IdempotencyConfig(
-    event_key_jmespath="[route, idempotency_key, caller]",
-    payload_validation_jmespath="body",
-    raise_on_no_idempotency_key=True,
-    expires_after_seconds=RECORD_TTL_SECONDS,
-)
-
 StoredResponse = dict[str, Any]
+RunOnce = Callable[..., StoredResponse]
 
 
-@idempotent_function(data_keyword_argument="request", persistence_store=persistence_store, config=config)
 def _run_once(*, request: dict[str, Any], operation: Callable[[], StoredResponse]) -> StoredResponse:
+    # Its module and name are part of every record's key: renaming it would orphan the stored answers.
     return operation()
+
+
+@functools.cache
+def _idempotent() -> tuple[IdempotencyConfig, RunOnce]:
+    """The idempotency config and `_run_once` under it, made on the first request with a key:
+    the Powertools idempotency package imports boto3, which a cold start need not load."""
+    from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415 - deferred, as the docstring says
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    config = IdempotencyConfig(
+        event_key_jmespath="[route, idempotency_key, caller]",
+        payload_validation_jmespath="body",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=RECORD_TTL_SECONDS,
+    )
+    guarded = idempotent_function(data_keyword_argument="request", persistence_store=persistence_store(),
+                                  config=config)(_run_once)
+    return config, guarded
 
 
 def idempotency_key(key: str | None, *, required: bool) -> str | None:
@@ -95,9 +107,16 @@ def respond_once(app: APIGatewayHttpResolver, *, status: int, operation: Callabl
             "caller": hashlib.sha256(caller.encode()).hexdigest(),
             "body": event.json_body if event.body else None,
         }
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (  # noqa: PLC0415 - loaded by _idempotent
+            IdempotencyAlreadyInProgressError,
+            IdempotencyPersistenceLayerError,
+            IdempotencyValidationError,
+        )
+
+        config, run_once = _idempotent()
         config.register_lambda_context(app.lambda_context)
         try:
-            stored = _run_once(request=request, operation=stored_response)
+            stored = run_once(request=request, operation=stored_response)
         except IdempotencyAlreadyInProgressError as exc:
             raise Refusal("request_in_progress") from exc
         except IdempotencyValidationError as exc:

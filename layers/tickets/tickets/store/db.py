@@ -16,6 +16,10 @@ reported as StoreUnavailable, so the function answers 503 before its own timeout
 Where to connect: DATABASE_URL when set (the local stage, the tests); on AWS, DB_HOST (the RDS
 Proxy endpoint), DB_PORT, DB_NAME and DB_USER, signing in with a 15-minute IAM token over TLS
 verified against the public CAs (the proxy's certificate is issued by Amazon's public CA).
+
+psycopg is imported by the first call, not with this module: a function's cold import stays
+short, and the first request that reaches the database pays it (the local stage's init process
+loads it once for the workers it forks, localstage/workers.py).
 """
 
 from __future__ import annotations
@@ -26,15 +30,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING, Any
 
 from tickets.settings import settings
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
 
 _environment = threading.local()
 
@@ -64,6 +66,7 @@ def conninfo() -> str:
     if not config.db_host:
         raise StoreUnavailable("neither DATABASE_URL nor DB_HOST is set")
     import certifi  # noqa: PLC0415 - as boto3 above
+    from psycopg.conninfo import make_conninfo  # noqa: PLC0415 - psycopg on first use (the module's docstring)
 
     token = _rds_client().generate_db_auth_token(DBHostname=config.db_host, Port=config.db_port,
                                                  DBUsername=config.db_user)
@@ -92,6 +95,9 @@ def _seconds_left() -> float | None:
 
 
 def _connect() -> psycopg.Connection[dict[str, Any]]:
+    import psycopg  # noqa: PLC0415 - on first use (the module's docstring)
+    from psycopg.rows import dict_row  # noqa: PLC0415
+
     left = _seconds_left()
     timeout = CONNECT_TIMEOUT_SECONDS if left is None else max(MIN_CONNECT_TIMEOUT_SECONDS, min(left, 5))
     try:
@@ -140,6 +146,8 @@ def _cancelled_at_deadline(conn: psycopg.Connection[dict[str, Any]]) -> Iterator
 
 
 def _function_call(function: str, params: tuple[Any, ...]) -> sql.Composed:
+    from psycopg import sql  # noqa: PLC0415 - on first use (the module's docstring)
+
     arguments = sql.SQL(", ").join(sql.Placeholder() for _ in params)
     return sql.SQL("{}({})").format(sql.Identifier(function), arguments)
 
@@ -148,6 +156,10 @@ def call(function: str, *params: Any) -> Any:
     """Runs one SQL function as its own transaction and returns its single value (jsonb: a dict).
 
     A dict argument is passed as jsonb."""
+    import psycopg  # noqa: PLC0415 - on first use (the module's docstring)
+    from psycopg import sql  # noqa: PLC0415
+    from psycopg.types.json import Jsonb  # noqa: PLC0415
+
     params = tuple(Jsonb(param) if isinstance(param, dict) else param for param in params)
     statement = sql.SQL("SELECT {} AS result").format(_function_call(function, params))
     for attempt in (1, 2):

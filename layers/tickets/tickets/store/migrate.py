@@ -28,11 +28,12 @@ import sys
 import time
 from collections.abc import Callable
 from importlib import resources
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from tickets.settings import settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 APP_ROLE = "tickets_app"
 RETRY_INTERVAL_SECONDS = 10.0
@@ -63,6 +64,8 @@ def privileges_sql() -> str:
 
 
 def _connect(database_url: str) -> psycopg.Connection[tuple[object, ...]]:
+    import psycopg  # noqa: PLC0415 - on first use, as in tickets.store.db
+
     return psycopg.connect(database_url, autocommit=True, prepare_threshold=None, connect_timeout=10)
 
 
@@ -115,6 +118,8 @@ def _apply(conn: psycopg.Connection[tuple[object, ...]], app_role_password: str 
 def set_password(conn: psycopg.Connection[tuple[object, ...]], role: str, password: str) -> None:
     """Sets a role's password as a SCRAM verifier computed here: the password itself never
     reaches the server, its logs or pg_stat_statements."""
+    from psycopg import sql  # noqa: PLC0415 - on first use, as in tickets.store.db
+
     verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
     conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier.decode())))
 
@@ -124,6 +129,8 @@ def apply_when_reachable(conninfo: Callable[[], str], *, give_up_in_seconds: flo
                          sleep: Callable[[float], None] = time.sleep) -> list[str]:
     """apply_migrations, retrying only the connection while the database cannot be reached (a new
     cluster's proxy target takes minutes to become available); a failing migration is not retried."""
+    import psycopg  # noqa: PLC0415 - on first use, as in tickets.store.db
+
     deadline = time.monotonic() + give_up_in_seconds
     while True:
         try:
