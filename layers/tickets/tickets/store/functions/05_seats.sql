@@ -14,19 +14,21 @@
 -- the reservation, then its seats, then give back counters. Whoever waits on seat rows waits in
 -- (tier_id, seat_no) order, so two claims of overlapping seats cannot deadlock.
 --
--- Best available (seats_claim_best) must not queue every buyer of a stadium behind one row:
+-- Best available (seats_choose_best) must not queue every buyer of a stadium behind one row:
 --   1. front: lock the first `quantity` free seats that nobody else is claiming (FOR UPDATE SKIP
---      LOCKED, in order of preference). When they are one block (one row, adjacent) they are the
---      best block there is: keep them. This is the on-sale's usual case, and concurrent buyers
---      each lock the next block instead of waiting for each other.
---   2. block: otherwise let go, read (without locking) the first block of adjacent free seats in
---      one row from there, skipping the seats step 1 found locked by others, and lock exactly it
---      (SKIP LOCKED). Taken away meanwhile: try again. No block anywhere: the front-most free
---      seats (step 1's).
---   3. wait: when step 1 found fewer free unlocked seats than asked (others are claiming them),
---      lock the first free seats waiting for those claims to end, so a request is refused only
---      when the seats really are gone, never because others were busy.
+--      LOCKED, in order of preference; with the seats of lapsed holds when the tier has any).
+--      When they are one block (one row, adjacent) they are the best block there is: keep them.
+--      This is the on-sale's usual case, and concurrent buyers each lock the next block instead
+--      of waiting for each other.
+--   2. block: otherwise let go, read (without locking) the first block of free seats in one row,
+--      lock a window of free seats from there (SKIP LOCKED: what others are claiming is left
+--      out), find the first block among them, let go and lock exactly it. Taken meanwhile: try
+--      again, leaving out what was found busy. No block anywhere: the front-most free seats.
+--   3. wait: when fewer free seats are unlocked than asked (others are claiming them), lock the
+--      first free seats waiting for those claims to end, so a request is refused only when the
+--      seats really are gone, never because others were busy.
 
+DROP FUNCTION IF EXISTS seats_block_in_row(uuid, integer, integer, boolean);
 
 -- The live-hold rule on a seat: free when nobody has it, or when it is unsold and its reservation
 -- is no live hold. Written so that a reservation this statement cannot see yet (committed after
@@ -52,8 +54,10 @@ $$;
 
 -- The seats of a new assigned-seating tier, from its request: "rows": [{"row", "seats"}] (front
 -- to back) or "seats": [labels] (in order of preference; each its own row-less seat).
+DROP FUNCTION IF EXISTS seats_create(uuid, jsonb);
 CREATE OR REPLACE FUNCTION seats_create(p_tier_id uuid, p_tier jsonb) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO seats (tier_id, seat_no, label, row_no, row_label, number)
     SELECT p_tier_id, row_number() OVER (ORDER BY r.row_no, n), (r.entry->>'row') || '-' || n, r.row_no,
            r.entry->>'row', n
@@ -61,7 +65,8 @@ LANGUAGE sql AS $$
          generate_series(1, (r.entry->>'seats')::integer) AS n
     UNION ALL
     SELECT p_tier_id, l.seat_no, l.label, NULL, NULL, NULL
-    FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(p_tier->'seats') = 'array' THEN p_tier->'seats' ELSE '[]' END) WITH ORDINALITY AS l(label, seat_no)
+    FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(p_tier->'seats') = 'array' THEN p_tier->'seats' ELSE '[]' END) WITH ORDINALITY AS l(label, seat_no);
+END
 $$;
 
 -- The seats a reserve names, as {"seat_nos": [...] in seat order, "unknown": [labels]}.
@@ -138,25 +143,9 @@ BEGIN
 END
 $$;
 
--- Step 2's lock: exactly these seats if each is free and nobody else is claiming it; all or none.
-CREATE OR REPLACE FUNCTION seats_try_exact(p_tier_id uuid, p_seat_nos integer[]) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-    BEGIN
-        IF (SELECT count(*) FROM (SELECT 1 FROM seats WHERE tier_id = p_tier_id AND seat_no = ANY (p_seat_nos)
-                                    AND seat_free(reservation_id, sold)
-                                  ORDER BY seat_no FOR UPDATE SKIP LOCKED) locked) = cardinality(p_seat_nos) THEN
-            RETURN true;
-        END IF;
-        RAISE EXCEPTION USING ERRCODE = 'TK002';
-    EXCEPTION WHEN SQLSTATE 'TK002' THEN
-        RETURN false;
-    END;
-END
-$$;
-
--- Step 2's read: the first block of p_quantity adjacent free seats in one row from seat p_from
--- on, leaving out p_busy (seats others are claiming). NULL when there is none.
+-- The first block of p_quantity adjacent free seats in one row from seat p_from on, leaving out
+-- p_busy (a read: seats in claims in flight look free). NULL when there is none.
+DROP FUNCTION IF EXISTS seats_first_block(uuid, integer, integer, integer);
 CREATE OR REPLACE FUNCTION seats_first_block(p_tier_id uuid, p_quantity integer, p_from integer, p_busy integer[])
 RETURNS integer[]
 LANGUAGE sql VOLATILE AS $$
@@ -167,8 +156,51 @@ LANGUAGE sql VOLATILE AS $$
               FROM seats
               WHERE tier_id = p_tier_id AND reservation_id IS NULL AND seat_no >= p_from AND seat_no <> ALL (p_busy)
               WINDOW w AS (ORDER BY seat_no)) runs
-          WHERE last_no = seat_no + p_quantity - 1 AND last_row = row_no
+          WHERE last_no = seat_no + p_quantity - 1 AND (p_quantity = 1 OR last_row = row_no)
           ORDER BY seat_no LIMIT 1) first
+$$;
+
+-- Step 2's lock: exactly these seats if each is free and nobody else is claiming it; all or none.
+CREATE OR REPLACE FUNCTION seats_try_exact(p_tier_id uuid, p_seat_nos integer[]) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        IF (SELECT count(*) FROM (SELECT 1 FROM seats WHERE tier_id = p_tier_id AND seat_no = ANY (p_seat_nos)
+                                    AND reservation_id IS NULL
+                                  ORDER BY seat_no FOR UPDATE SKIP LOCKED) locked) = cardinality(p_seat_nos) THEN
+            RETURN true;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'TK002';
+    EXCEPTION WHEN SQLSTATE 'TK002' THEN
+        RETURN false;
+    END;
+END
+$$;
+
+-- Step 2's window: locks (SKIP LOCKED) up to p_size free seats from seat p_from on, finds the
+-- first block among them, and lets go of all of them (a subtransaction rolled back). Returns the
+-- block (NULL: none among them) and the seats it could lock.
+CREATE OR REPLACE FUNCTION seats_window_block(p_tier_id uuid, p_quantity integer, p_from integer, p_size integer,
+                                              OUT v_block integer[], OUT v_seen integer[])
+LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        v_seen := ARRAY(SELECT seat_no FROM seats
+                        WHERE tier_id = p_tier_id AND reservation_id IS NULL AND seat_no >= p_from
+                        ORDER BY seat_no LIMIT p_size FOR UPDATE SKIP LOCKED);
+        SELECT ARRAY(SELECT generate_series(first.seat_no, first.seat_no + p_quantity - 1)) INTO v_block
+        FROM (SELECT seat_no FROM (
+                  SELECT seat_no, row_no, lead(seat_no, p_quantity - 1) OVER w AS last_no,
+                         lead(row_no, p_quantity - 1) OVER w AS last_row
+                  FROM seats WHERE tier_id = p_tier_id AND seat_no = ANY (v_seen)
+                  WINDOW w AS (ORDER BY seat_no)) runs
+              WHERE last_no = seat_no + p_quantity - 1 AND (p_quantity = 1 OR last_row = row_no)
+              ORDER BY seat_no LIMIT 1) first;
+        RAISE EXCEPTION USING ERRCODE = 'TK002';
+    EXCEPTION WHEN SQLSTATE 'TK002' THEN
+        RETURN;
+    END;
+END
 $$;
 
 -- Best available (steps 1-3 above): locks and returns p_quantity seats, ascending, or NULL when
@@ -176,39 +208,47 @@ $$;
 CREATE OR REPLACE FUNCTION seats_choose_best(p_tier_id uuid, p_quantity integer) RETURNS integer[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    -- Lapsed holds' seats come first only when the tier has any (an index probe): the free
+    -- Lapsed holds' seats are looked at only when the tier has any (an index probe): the free
     -- seats' index alone is the fast path.
     v_lapsed boolean := EXISTS (SELECT 1 FROM reservations
                                 WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at));
     v_front  integer[];
     v_kept   boolean;
     v_block  integer[];
+    v_seen   integer[];
+    v_from   integer;
     v_busy   integer[] := '{}';
 BEGIN
-    FOR attempt IN 1..4 LOOP
-        -- 1. front
-        SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, true);
-        IF v_kept THEN
-            RETURN v_front;  -- kept locked by seats_try_front
-        END IF;
-        EXIT WHEN cardinality(v_front) < p_quantity;
-        -- 2. block: others are claiming the free seats step 1 passed over.
-        v_busy := v_busy || ARRAY(SELECT seat_no FROM seats
-                                  WHERE tier_id = p_tier_id AND reservation_id IS NULL
-                                    AND seat_no BETWEEN v_front[1] AND v_front[p_quantity]
-                                    AND seat_no <> ALL (v_front));
-        v_block := seats_first_block(p_tier_id, p_quantity, v_front[1], v_busy);
-        IF v_block IS NULL THEN
-            -- No block anywhere: the front-most free seats.
-            SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, false);
-            EXIT WHEN NOT v_kept;
-            RETURN v_front;  -- kept locked
-        ELSIF seats_try_exact(p_tier_id, v_block) THEN
-            RETURN v_block;
-        ELSE
-            v_busy := v_busy || v_block;
-        END IF;
-    END LOOP;
+    -- 1. front
+    SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, true);
+    IF v_kept THEN
+        RETURN v_front;  -- kept locked by seats_try_front
+    END IF;
+    IF cardinality(v_front) = p_quantity THEN
+        -- 2. block, from the first block of free seats there is (a read: some may be in claims in
+        -- flight, which the window's SKIP LOCKED tells apart).
+        FOR attempt IN 1..6 LOOP
+            v_from := (seats_first_block(p_tier_id, p_quantity, 1, v_busy))[1];
+            IF v_from IS NULL THEN
+                -- No block anywhere: the front-most free seats.
+                SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, false);
+                IF v_kept THEN
+                    RETURN v_front;
+                END IF;
+                EXIT;
+            END IF;
+            SELECT * INTO v_block, v_seen FROM seats_window_block(p_tier_id, p_quantity, v_from, 4 * p_quantity + 12);
+            IF v_block IS NOT NULL AND seats_try_exact(p_tier_id, v_block) THEN
+                RETURN v_block;
+            END IF;
+            -- What the window could not lock is being claimed by others; so is a block taken meanwhile.
+            v_busy := v_busy || coalesce(v_block, '{}') || ARRAY(
+                SELECT seat_no FROM seats
+                WHERE tier_id = p_tier_id AND reservation_id IS NULL AND seat_no >= v_from
+                  AND seat_no <= coalesce(v_seen[cardinality(v_seen)], v_from + p_quantity - 1)
+                  AND seat_no <> ALL (v_seen));
+        END LOOP;
+    END IF;
     -- 3. wait: the first free seats, once the claims in flight on them have ended.
     SELECT array_agg(seat_no ORDER BY seat_no) INTO v_front FROM (
         SELECT seat_no FROM seats WHERE tier_id = p_tier_id AND reservation_id IS NULL

@@ -32,3 +32,4 @@ CREATE INDEX seats_by_reservation ON seats (reservation_id, tier_id, seat_no) WH
 
 -- A reservation's seats, as labels in the order of its tickets (NULL on a general-admission tier).
 ALTER TABLE reservations ADD COLUMN seats text[];
+
