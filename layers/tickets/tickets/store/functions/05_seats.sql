@@ -296,8 +296,10 @@ $$;
 CREATE OR REPLACE FUNCTION seats_release(p_reservations uuid[]) RETURNS void
 LANGUAGE sql AS $$
     UPDATE seats s SET reservation_id = NULL, sold = false
-    FROM (SELECT tier_id, seat_no FROM seats WHERE reservation_id = ANY (p_reservations)
-          ORDER BY tier_id, seat_no FOR UPDATE) mine
+    FROM (SELECT s.tier_id, s.seat_no FROM seats s
+          JOIN reservations r ON r.tier_id = s.tier_id AND s.label = ANY (r.seats)
+          WHERE r.reservation_id = ANY (p_reservations) AND s.reservation_id = r.reservation_id
+          ORDER BY s.tier_id, s.seat_no FOR UPDATE OF s) mine
     WHERE s.tier_id = mine.tier_id AND s.seat_no = mine.seat_no AND s.reservation_id = ANY (p_reservations)
 $$;
 
@@ -308,8 +310,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_sold integer;
 BEGIN
-    PERFORM 1 FROM seats WHERE reservation_id = p_reservation_id ORDER BY tier_id, seat_no FOR UPDATE;
-    UPDATE seats SET sold = true WHERE reservation_id = p_reservation_id;
+    WITH mine AS (
+        SELECT s.tier_id, s.seat_no FROM seats s JOIN reservations r ON r.tier_id = s.tier_id AND s.label = ANY (r.seats)
+        WHERE r.reservation_id = p_reservation_id AND s.reservation_id = p_reservation_id
+        ORDER BY s.seat_no FOR UPDATE OF s)
+    UPDATE seats s SET sold = true FROM mine
+    WHERE s.tier_id = mine.tier_id AND s.seat_no = mine.seat_no AND s.reservation_id = p_reservation_id;
     GET DIAGNOSTICS v_sold = ROW_COUNT;
     IF v_sold < p_quantity THEN
         RAISE EXCEPTION USING ERRCODE = 'TK003';

@@ -191,10 +191,10 @@ BEGIN
 
     -- Then the counters: their locks last from here to the commit.
     IF NOT inventory_take(v_tier.tier_id, p_quantity, v_offer.offer_id) THEN
-        DELETE FROM reservations WHERE reservation_id = p_reservation_id;
         IF v_claim IS NOT NULL THEN
-            PERFORM seats_release(ARRAY[p_reservation_id]);
+            PERFORM seats_release(ARRAY[p_reservation_id]);  -- found through the hold's labels: before it goes
         END IF;
+        DELETE FROM reservations WHERE reservation_id = p_reservation_id;
         -- "reclaim": lapsed holds block the seats or the claim (available_seats >= p_quantity, or
         -- the offer's claims left >= 1): the caller reclaims them (reclaim_lapsed_for_tier) and asks again.
         v_free := tier_available(v_tier.tier_id);
