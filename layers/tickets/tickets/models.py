@@ -63,7 +63,7 @@ class ResponseModel(BaseModel):
 SeatLabel = Annotated[StrictStr, Field(min_length=1, max_length=40, pattern=NO_NUL)]
 RowLabel = Annotated[StrictStr, Field(min_length=1, max_length=20, pattern=NO_NUL)]
 # The most assigned seats one event may have (each is a row of the database, written when the event is created).
-MAX_ASSIGNED_SEATS = 100_000
+MAX_ASSIGNED_SEATS = 50_000
 
 
 class SeatRow(RequestModel):

@@ -12,8 +12,10 @@ ALTER TABLE tiers ADD COLUMN seating text NOT NULL DEFAULT 'general' CHECK (seat
 --   reservation_id  the hold or sale that has the seat; NULL when nobody has it
 --   sold            set by the confirm that sells it, under the seat's row lock: a buyer taking
 --                   over the seat of a lapsed hold meets that confirm on this row
+-- (tier_id has no foreign key: create_event writes a tier's seats with the tier, in one statement,
+-- and a per-row key check would make a stadium's 50,000 seats slow to create.)
 CREATE TABLE seats (
-    tier_id         uuid NOT NULL REFERENCES tiers,
+    tier_id         uuid NOT NULL,
     seat_no         integer NOT NULL CHECK (seat_no >= 1),
     label           text NOT NULL,
     row_no          integer,
