@@ -66,6 +66,11 @@ SCRIPTS = {
     "row": "UPDATE bench_row SET n = n + 1 WHERE id = 1;",
     "hot": "\\set buyer random(1, 1000000000)\n"
            + RESERVE.format(event="'{hot_event}'", tier="'{hot_tier}'", offer="NULL"),
+    # Best available (no seats named); {seated_event} and {seated_tier} name this client count's own tier;
+    # measured right after the hot tier, so that the ratio compares neighbouring measurements.
+    "seated": "\\set buyer random(1, 1000000000)\n"
+              + RESERVE.format(event="'{seated_event}'", tier="'{seated_tier}'", offer="NULL").replace(
+                  ", 1, ", f", {SEATED_QUANTITY}, ", 1),
     "hot_quota": "\\set buyer random(1, 1000000000)\n"
                  + RESERVE.format(event="'{quota_event}'", tier="'{quota_tier}'", offer="NULL"),
     "hot_offer": "\\set buyer random(1, 1000000000)\n"
@@ -73,10 +78,6 @@ SCRIPTS = {
     "spread": "\\set buyer random(1, 1000000000)\n\\set n random(1, " + str(SPREAD_TIERS) + ")\n"
               + RESERVE.format(event="(SELECT event_id FROM bench_tiers WHERE n = :n)",
                                tier="(SELECT tier_id FROM bench_tiers WHERE n = :n)", offer="NULL"),
-    # Best available (no seats named); {seated_event} and {seated_tier} name this client count's own tier.
-    "seated": "\\set buyer random(1, 1000000000)\n"
-              + RESERVE.format(event="'{seated_event}'", tier="'{seated_tier}'", offer="NULL").replace(
-                  ", 1, ", f", {SEATED_QUANTITY}, ", 1),
 }
 
 

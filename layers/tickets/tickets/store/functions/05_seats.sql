@@ -208,10 +208,12 @@ $$;
 CREATE OR REPLACE FUNCTION seats_choose_best(p_tier_id uuid, p_quantity integer) RETURNS integer[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    -- Lapsed holds' seats are looked at only when the tier has any (an index probe): the free
-    -- seats' index alone is the fast path.
+    -- Lapsed holds' seats are looked at only when the tier has any: an index probe, by the
+    -- statement's start (a stable bound the index can use; a hold that lapsed since is still free
+    -- by the live-hold rule, only not preferred by this one call), so that the free seats' index
+    -- alone is the fast path.
     v_lapsed boolean := EXISTS (SELECT 1 FROM reservations
-                                WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at));
+                                WHERE tier_id = p_tier_id AND status = 'held' AND expires_at <= statement_timestamp());
     v_front  integer[];
     v_kept   boolean;
     v_block  integer[];
