@@ -11,11 +11,17 @@ client count:
   hot_quota  the same, on a tier whose event also has a quota over all its tiers
   hot_offer  reserve on the hot tier with an offer code (its claims a counter too)
   spread     reserve over 256 tiers, a random one per call (no contention: the ceiling)
+  seated     best-available reserves of SEATED_QUANTITY adjacent seats on an assigned-seating tier of
+             SEATED_SEATS seats (rows of SEATED_ROW), a fresh tier for each client count; seated/hot is
+             the ratio to the general-admission hot tier of the same run
 Then a sell-out: a tier of SELLOUT_SEATS seats, SELLOUT_CLIENTS threads reserving 1-4 seats at
 random until it is sold out, counting seats sold and oversold, lock timeouts (what the API answers
 503 with Retry-After; the buyer tries again), and false refusals: a refusal whose
 available_seats is at least the quantity asked, or a sold_out answered before a reserve that
 started after it still got seats (no seat is ever given back in this run, so the count only falls).
+Then a named-seat storm: STORM_CLIENTS threads asking for 1-2 adjacent seats of one row (row A of
+an assigned-seating tier) until the row is gone, counting holds, 409 seats_unavailable and double
+bookings: a seat in two live holds (there must be none).
 Writes benchmarks/results/bench-db.json. The figures are this machine's, not AWS's.
 """
 
@@ -48,6 +54,11 @@ CAPACITY = 1_000_000
 SPREAD_TIERS = 256
 SELLOUT_SEATS = int(os.environ.get("SELLOUT_SEATS", "20000"))
 SELLOUT_CLIENTS = int(os.environ.get("SELLOUT_CLIENTS", "64"))
+SEATED_SEATS = int(os.environ.get("SEATED_SEATS", "20000"))
+SEATED_ROW = 50
+SEATED_QUANTITY = int(os.environ.get("SEATED_QUANTITY", "2"))
+STORM_CLIENTS = int(os.environ.get("STORM_CLIENTS", "64"))
+STORM_ROW = 40
 
 # One seat for a new buyer each call (pgbench's random() makes the buyer distinct).
 RESERVE = ("SELECT reserve_seats({event}, {tier}, 1, 'b-' || :client_id || '-' || :buyer, 'a', gen_random_uuid(),"
@@ -56,6 +67,11 @@ SCRIPTS = {
     "row": "UPDATE bench_row SET n = n + 1 WHERE id = 1;",
     "hot": "\\set buyer random(1, 1000000000)\n"
            + RESERVE.format(event="'{hot_event}'", tier="'{hot_tier}'", offer="NULL"),
+    # Best available (no seats named); {seated_event} and {seated_tier} name this client count's own tier;
+    # measured right after the hot tier, so that the ratio compares neighbouring measurements.
+    "seated": "\\set buyer random(1, 1000000000)\n"
+              + RESERVE.format(event="'{seated_event}'", tier="'{seated_tier}'", offer="NULL").replace(
+                  ", 1, ", f", {SEATED_QUANTITY}, ", 1),
     "hot_quota": "\\set buyer random(1, 1000000000)\n"
                  + RESERVE.format(event="'{quota_event}'", tier="'{quota_tier}'", offer="NULL"),
     "hot_offer": "\\set buyer random(1, 1000000000)\n"
@@ -91,18 +107,35 @@ def prepare(url: str) -> dict[str, str]:
     return {"hot_event": hot_event, "hot_tier": hot_tier, "quota_event": quota_event, "quota_tier": quota_tier}
 
 
+def seated_tier() -> tuple[str, str]:
+    """A fresh assigned-seating tier of SEATED_SEATS seats in rows of SEATED_ROW: (event_id, tier_id)."""
+    rows = [{"row": f"R{n}", "seats": SEATED_ROW} for n in range(1, SEATED_SEATS // SEATED_ROW + 1)]
+    event_id, (tier_id,) = new_event([{"name": "Stadium", "seating": "assigned", "price": 100, "rows": rows}])
+    return event_id, tier_id
+
+
 def run_pgbench(url: str, script: Path, clients: int, seconds: int) -> float:
     """Transactions per second (failed transactions are an error: the run would be meaningless)."""
     completed = subprocess.run(
         [str(bin_dir() / "pgbench"), "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 4)),
          "-T", str(seconds), "-f", str(script), url],
-        capture_output=True, text=True, check=True)
+        capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"pgbench failed ({completed.returncode}): {completed.stderr[-2000:]}")
     failed = re.search(r"number of failed transactions: (\d+)", completed.stdout)
     if failed and int(failed.group(1)):
         raise RuntimeError(f"pgbench: {failed.group(0)}\n{completed.stdout}")
     match = re.search(r"tps = ([\d.]+)", completed.stdout)
     assert match is not None, completed.stdout
     return float(match.group(1))
+
+
+def seats_left(url: str, tier_id: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM seats WHERE tier_id = %s AND reservation_id IS NULL",
+                           (tier_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def sellout(url: str) -> dict[str, Any]:
@@ -161,6 +194,61 @@ def sellout(url: str) -> dict[str, Any]:
             "lock_timeouts": sum(1 for *_, outcome, _ in calls if outcome == "unavailable")}
 
 
+def storm(url: str) -> dict[str, Any]:
+    """STORM_CLIENTS buyers asking for 1-2 adjacent seats of row A until none of it is left."""
+    event_id, (tier_id,) = new_event([{"name": "Stalls", "seating": "assigned", "price": 100,
+                                       "rows": [{"row": "A", "seats": STORM_ROW}, {"row": "B", "seats": STORM_ROW}]}])
+    outcomes: list[str] = []
+    won: list[list[str]] = []
+    lock = threading.Lock()
+
+    def buyer(number: int) -> None:
+        rng = random.Random(number)  # noqa: S311 - seat choices, not secrets
+        mine: list[str] = []
+        mine_won: list[list[str]] = []
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+            while True:
+                free = conn.execute("SELECT count(*) FROM seats WHERE tier_id = %s AND row_label = 'A'"
+                                    " AND reservation_id IS NULL", (tier_id,)).fetchone()
+                if free is None or free[0] == 0:
+                    break
+                first = rng.randint(1, STORM_ROW)
+                labels = [f"A-{n}" for n in range(first, min(first + rng.randint(1, 2), STORM_ROW + 1))]
+                row = conn.execute("SELECT reserve_seats(%s, %s, %s, %s, 'a', %s, 's', NULL, NULL, %s)",
+                                   (event_id, tier_id, len(labels), f"storm-{number}-{len(mine)}", uuid.uuid4(),
+                                    labels)).fetchone()
+                assert row is not None
+                mine.append(row[0]["outcome"])
+                if row[0]["outcome"] == "held":
+                    mine_won.append(row[0]["reservation"]["seats"])
+        with lock:
+            outcomes.extend(mine)
+            won.extend(mine_won)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(STORM_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - started
+    with psycopg.connect(url) as conn:
+        twice = conn.execute(
+            "SELECT count(*) FROM (SELECT label FROM reservations r, unnest(r.seats) AS label"
+            " WHERE r.tier_id = %s AND r.status IN ('held', 'confirmed') GROUP BY label HAVING count(*) > 1) d",
+            (tier_id,)).fetchone()
+        owned = conn.execute("SELECT count(*) FROM seats WHERE tier_id = %s AND reservation_id IS NOT NULL",
+                             (tier_id,)).fetchone()
+    assert twice is not None and owned is not None
+    answered = [seat for seats in won for seat in seats]
+    return {"clients": STORM_CLIENTS, "row_seats": STORM_ROW, "seconds": round(seconds, 2),
+            "requests": len(outcomes), "holds": outcomes.count("held"),
+            "seats_unavailable": outcomes.count("seats_unavailable"),
+            "other_refusals": len(outcomes) - outcomes.count("held") - outcomes.count("seats_unavailable"),
+            "seats_held": len(answered), "seats_in_database": int(owned[0]),
+            "double_bookings": int(twice[0]) + len(answered) - len(set(answered))}
+
+
 def main() -> int:
     seconds = int(os.environ.get("BENCH_SECONDS", "8"))
     client_counts = [int(n) for n in os.environ.get("BENCH_CLIENTS", "1,4,16,64").split(",")]
@@ -173,28 +261,46 @@ def main() -> int:
         scripts = {}
         for shape, text in SCRIPTS.items():
             scripts[shape] = Path(workdir) / f"{shape}.sql"
-            scripts[shape].write_text(text.format(**ids) + "\n", encoding="utf-8")
+            if shape != "seated":
+                scripts[shape].write_text(text.format(**ids) + "\n", encoding="utf-8")
         print(f"{seconds} s per point, {os.cpu_count()} CPUs, {'DATABASE_URL' if given else 'throwaway cluster'};"
               " transactions per second")
-        print(f"{'clients':>7} {'row':>7} {'hot':>7} {'hot_quota':>9} {'hot_offer':>9} {'spread':>7}"
-              f" {'hot/spread':>10} {'quota/spread':>12} {'offer/hot':>9} {'hot/row':>7}")
+        print(f"{'clients':>7} {'row':>7} {'hot':>7} {'hot_quota':>9} {'hot_offer':>9} {'spread':>7} {'seated':>7}"
+              f" {'hot/spread':>10} {'quota/spread':>12} {'offer/hot':>9} {'seated/hot':>10} {'hot/row':>7}")
         figures: dict[str, dict[str, float]] = {}
+        seated_left: dict[str, int] = {}
         for clients in client_counts:
+            seated_event, seated_tier_id = seated_tier()
+            scripts["seated"].write_text(SCRIPTS["seated"].format(seated_event=seated_event, seated_tier=seated_tier_id)
+                                         + "\n", encoding="utf-8")
             point = {shape: run_pgbench(url, script, clients, seconds) for shape, script in scripts.items()}
+            seated_left[str(clients)] = seats_left(url, seated_tier_id)
             figures[str(clients)] = point
             print(f"{clients:>7} {point['row']:>7.0f} {point['hot']:>7.0f} {point['hot_quota']:>9.0f}"
-                  f" {point['hot_offer']:>9.0f} {point['spread']:>7.0f} {point['hot'] / point['spread']:>10.2f}"
+                  f" {point['hot_offer']:>9.0f} {point['spread']:>7.0f} {point['seated']:>7.0f}"
+                  f" {point['hot'] / point['spread']:>10.2f}"
                   f" {point['hot_quota'] / point['spread']:>12.2f} {point['hot_offer'] / point['hot']:>9.2f}"
-                  f" {point['hot'] / point['row']:>7.2f}", flush=True)
+                  f" {point['seated'] / point['hot']:>10.2f} {point['hot'] / point['row']:>7.2f}", flush=True)
+        if any(left < SEATED_QUANTITY for left in seated_left.values()):
+            print(f"WARNING: a seated tier sold out during its run (seats left: {seated_left}); its figure is not"
+                  " a reserve rate: lower BENCH_SECONDS or raise SEATED_SEATS")
         result = sellout(url)
         print("sell-out: " + ", ".join(f"{name} {value}" for name, value in result.items()))
+        stormed = storm(url)
+        print("named-seat storm: " + ", ".join(f"{name} {value}" for name, value in stormed.items()))
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"clients": figures, "sellout": result}, indent=2) + "\n", encoding="utf-8")
+    RESULTS.write_text(json.dumps({"clients": figures, "seated": {
+        "seats": SEATED_SEATS, "row": SEATED_ROW, "quantity": SEATED_QUANTITY, "seats_left": seated_left,
+        "seated_over_hot": {clients: round(point["seated"] / point["hot"], 2) for clients, point in figures.items()}},
+        "sellout": result, "storm": stormed}, indent=2) + "\n", encoding="utf-8")
     print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
     consistent = (result["seats_sold"] == result["capacity"] == result["seats_in_database"]
                   == result["counter_seats_taken"] and result["false_refusals"] == 0)
     print("sell-out consistent" if consistent else "sell-out INCONSISTENT")
-    return 0 if consistent else 1
+    storm_clean = (stormed["double_bookings"] == 0 and stormed["other_refusals"] == 0
+                   and stormed["seats_held"] == stormed["seats_in_database"] == STORM_ROW)
+    print("named-seat storm clean" if storm_clean else "named-seat storm INCONSISTENT")
+    return 0 if consistent and storm_clean else 1
 
 
 if __name__ == "__main__":

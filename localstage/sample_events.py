@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from localstage.lambda_runtime import ROOT, apply_authorizer_result, authorizer_event, http_event, scheduled_event
-from localstage.seed import DEMO_ADMIN_TOKEN, DEMO_EVENT_ID, DEMO_RESERVATION_ID, DEMO_TICKET_CODE
+from localstage.seed import (
+    DEMO_ADMIN_TOKEN,
+    DEMO_EVENT_ID,
+    DEMO_RESERVATION_ID,
+    DEMO_SEATED_EVENT_ID,
+    DEMO_SEATED_TIER_ID,
+    DEMO_TICKET_CODE,
+)
 from localstage.template import load_template
 
 EVENTS_DIR = ROOT / "events"
@@ -59,6 +66,11 @@ SAMPLES: list[tuple[str, str, str, dict[str, str], dict[str, str], dict[str, Any
      {"code": "EARLY20", "percent_off": 20, "max_claims": 100}),
     ("get_offer", "GET", "/events/{event_id}/offers/{code}", {"event_id": DEMO_EVENT_ID, "code": "EARLY20"}, {},
      None),
+    ("seat_map", "GET", "/events/{event_id}/tiers/{tier_id}/seats",
+     {"event_id": DEMO_SEATED_EVENT_ID, "tier_id": DEMO_SEATED_TIER_ID}, {}, None),
+    ("reserve_seats", "POST", "/events/{event_id}/reservations", {"event_id": DEMO_SEATED_EVENT_ID},
+     {**JSON, "idempotency-key": "sample-reserve-0002", "x-device-id": "sample-device-0002"},
+     {"seats": ["C-5", "C-6"]}),
     ("check_in", "POST", "/tickets/{ticket_code}/check-in", {"ticket_code": DEMO_TICKET_CODE}, ORGANIZER, None),
 ]
 

@@ -34,6 +34,13 @@ DEMO_ADMIN_TOKEN = "local-admin-token"  # noqa: S105 - a public demo value: the 
 DEMO_EVENT = EventCreate.model_validate({
     "name": "Demo Night", "venue": "Local Stage", "starts_at": "2030-01-01T20:00:00Z", "currency": "EUR",
     "hold_seconds": 600, "tiers": [{"name": "General", "capacity": 100, "price": 2500, "max_per_order": 10}]})
+# A small hall with assigned seats: rows A to E of 10 (A-1 ... E-10).
+DEMO_SEATED_EVENT_ID = "44444444-4444-4444-8444-444444444444"
+DEMO_SEATED_TIER_ID = "55555555-5555-4555-8555-555555555555"
+DEMO_SEATED_EVENT = EventCreate.model_validate({
+    "name": "Demo Recital", "venue": "Local Stage", "starts_at": "2030-01-02T20:00:00Z", "currency": "EUR",
+    "hold_seconds": 600, "tiers": [{"name": "Stalls", "seating": "assigned", "price": 4000, "max_per_order": 10,
+                                    "rows": [{"row": row, "seats": 10} for row in "ABCDE"]}]})
 
 
 def local_settings(database_url: str, admin_token: str) -> dict[str, str]:
@@ -56,7 +63,10 @@ def examples(base_url: str, token: str) -> str:
        -H 'Content-Type: application/json' -d '{create}'
   curl -s -X POST {base_url}/events/{DEMO_EVENT_ID}/reservations -H 'Idempotency-Key: try-1' \\
        -H 'Content-Type: application/json' -d '{{"quantity":2}}'
-  curl -s {base_url}/events/{DEMO_EVENT_ID}/availability"""
+  curl -s {base_url}/events/{DEMO_EVENT_ID}/availability
+  curl -s -X POST {base_url}/events/{DEMO_SEATED_EVENT_ID}/reservations -H 'Idempotency-Key: try-2' \
+       -H 'Content-Type: application/json' -d '{{"seats":["C-5","C-6"]}}'
+  curl -s {base_url}/events/{DEMO_SEATED_EVENT_ID}/tiers/{DEMO_SEATED_TIER_ID}/seats"""
 
 
 def prepare_database(database_url: str) -> list[str]:
@@ -64,6 +74,8 @@ def prepare_database(database_url: str) -> list[str]:
     applied = apply_migrations(database_url)
     with _store_at(database_url):
         create_event(DEMO_EVENT, event_id=uuid.UUID(DEMO_EVENT_ID), tier_ids=[uuid.UUID(DEMO_TIER_ID)])
+        create_event(DEMO_SEATED_EVENT, event_id=uuid.UUID(DEMO_SEATED_EVENT_ID),
+                     tier_ids=[uuid.UUID(DEMO_SEATED_TIER_ID)])
         db.connection().close()
     return applied
 

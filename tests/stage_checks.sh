@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The stage checks over HTTP: the BATS suite (tests/bats) at several concurrency levels, then the
-# race script (tests/race/race.py) at CONCURRENT_REQUESTS=200.
+# race script (tests/race/race.py) at CONCURRENT_REQUESTS=200 (also its QUOTA=1 and SEATED=1 cases).
 #
 #   bash tests/stage_checks.sh [all|bats|race]      # `make test` runs it after pytest
 #
@@ -97,6 +97,13 @@ if [[ "$WHAT" != bats ]]; then
     :
   else
     failed+=("race QUOTA=1")
+  fi
+  say "race script, seated case: every buyer names seat A-1 of a row of 10, CONCURRENT_REQUESTS=$RACE_CONCURRENCY"
+  if SEATED=1 CONCURRENT_REQUESTS="$RACE_CONCURRENCY" TEST_ITERATIONS=1 SEATS=10 QUANTITY=1 \
+    "$PYTHON" "$ROOT/tests/race/race.py"; then
+    :
+  else
+    failed+=("race SEATED=1")
   fi
 fi
 

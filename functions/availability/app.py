@@ -1,4 +1,4 @@
-"""GET /events/{event_id}/availability: seats a buyer could have right now."""
+"""GET /events/{event_id}/availability and an assigned-seating tier's seat map: seats a buyer could have right now."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from tickets.domain import events
 from tickets.edge.http import create_app, http_handler, json_response, route_responses
-from tickets.models import Availability
+from tickets.models import Availability, SeatMap
 
 app = create_app()
 
@@ -18,6 +18,13 @@ app = create_app()
                                    refusals=events.GET_EVENT_REFUSALS))
 def get_availability(event_id: str) -> Response[dict[str, Any]]:
     return json_response(200, events.availability(event_id))
+
+
+@app.get("/events/<event_id>/tiers/<tier_id>/seats", summary="The seat map of an assigned-seating tier",
+         tags=["events"], responses=route_responses(200, SeatMap, "Every seat, in order of preference, with its status",
+                                                    refusals=events.SEAT_MAP_REFUSALS))
+def get_seat_map(event_id: str, tier_id: str) -> Response[dict[str, Any]]:
+    return json_response(200, events.seat_map(event_id, tier_id))
 
 
 lambda_handler = http_handler(app)

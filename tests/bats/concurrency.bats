@@ -60,6 +60,9 @@ setup_file() {
   admin_api POST "/events/$OFFER_EVENT/offers" '{"code": "FIRST5", "percent_off": 20, "max_claims": 5}'
   [[ "$HTTP_STATUS" == 201 ]] || { echo "POST /events/$OFFER_EVENT/offers answered $HTTP_STATUS: $HTTP_BODY" >&2; return 1; }
   export OFFER_EVENT OFFER_TIER
+  ids="$(create_seated_event seat 10)"
+  read -r SEAT_EVENT SEAT_TIER <<<"$ids"
+  export SEAT_EVENT SEAT_TIER
   ids="$(create_event hall 20 10 8)"
   read -r HALL_EVENT HALL_TIER <<<"$ids"
   export HALL_EVENT HALL_TIER MANY_EVENT MANY_TIER EXACT_EVENT EXACT_TIER OVER_EVENT OVER_TIER FIVE_EVENT FIVE_TIER \
@@ -241,4 +244,32 @@ SQL
   api GET "/events/$OFFER_EVENT/offers/FIRST5"
   expect_eq "$(jq -r '.claims_left' <<<"$HTTP_BODY")" $((5 - wins)) "claims_left of the offer"
   assert_available "$OFFER_EVENT" $((50 - wins))
+}
+
+@test "assigned seats: CONCURRENCY buyers name seat A-1 of a row of 10: exactly one holds it, the rest 409 seats_unavailable" {
+  fire_reservations seat "$SEAT_EVENT" "$SEAT_TIER" 1 "$CONCURRENCY" "" '["A-1"]'
+  report_round seat "$CONCURRENCY buyers x seat A-1, 10 assigned seats"
+  assert_round seat 1 seats_unavailable
+  local bad
+  bad="$(awk -F'\t' '$2 == 409 { print $1 }' "$BATS_FILE_TMPDIR/seat.tsv" | while read -r i; do
+    jq -c '.error.unavailable_seats' "$BATS_FILE_TMPDIR/seat/$i.body"; done | grep -vx '\["A-1"\]' || true)"
+  expect_eq "$bad" "" "409 answers whose unavailable_seats is not [\"A-1\"]"
+  expect_eq "$(jq -c '.seats' "$BATS_FILE_TMPDIR/seat/$(awk -F'\t' '$2 == 201 { print $1 }' "$BATS_FILE_TMPDIR/seat.tsv").body")" \
+    '["A-1"]' "the winner's seats"
+  api GET "/events/$SEAT_EVENT/tiers/$SEAT_TIER/seats"
+  expect_eq "$HTTP_STATUS" 200 "GET the seat map ($HTTP_BODY)"
+  expect_eq "$(jq -r '[.seats[] | .status] | group_by(.) | map("\(.[0]) \(length)") | join(", ")' <<<"$HTTP_BODY")" \
+    "available 9, held 1" "the seat map"
+  expect_eq "$(jq -r '.seats[0] | "\(.seat) \(.status)"' <<<"$HTTP_BODY")" "A-1 held" "seat A-1 in the seat map"
+  assert_available "$SEAT_EVENT" 9
+  assert_db "$SEAT_EVENT" 10 1 0 1
+  if [[ "$DB_REACHABLE" == 1 ]]; then
+    local owned
+    owned="$(psql_event "$SEAT_EVENT" <<'SQL'
+SELECT count(*) || ' ' || count(DISTINCT reservation_id) FROM seats s JOIN tiers t USING (tier_id)
+WHERE t.event_id = :'event_id' AND s.reservation_id IS NOT NULL;
+SQL
+)"
+    expect_eq "$owned" "1 1" "seats held in the database (seats, reservations)"
+  fi
 }

@@ -93,7 +93,27 @@ create_event() {
   echo "$event_id $tier_id"
 }
 
-# fire_reservations NAME EVENT_ID TIER_ID QUANTITY COUNT [OFFER_CODE]
+# create_seated_event NAME SEATS: an event whose one tier has assigned seats, row A of SEATS
+# (A-1 ... A-SEATS); prints "event_id tier_id".
+create_seated_event() {
+  local name=$1 seats=$2 payload
+  payload="$(jq -cn --arg name "$RUN_ID-$name" --argjson seats "$seats" \
+    '{name: $name, venue: "bats stage checks", starts_at: "2031-06-01T19:00:00Z", currency: "EUR",
+      hold_seconds: 600, tiers: [{name: "Stalls", seating: "assigned", rows: [{row: "A", seats: $seats}],
+                                  price: 2500, max_per_order: 10}]}')"
+  admin_api POST /events "$payload"
+  if [[ "$HTTP_STATUS" != 201 ]]; then
+    echo "POST /events answered $HTTP_STATUS: $HTTP_BODY" >&2
+    return 1
+  fi
+  local event_id tier_id
+  event_id="$(jq -r '.event_id' <<<"$HTTP_BODY")"
+  tier_id="$(jq -r '.tiers[0].tier_id' <<<"$HTTP_BODY")"
+  echo "$event_id" >>"$BATS_FILE_TMPDIR/events"
+  echo "$event_id $tier_id"
+}
+
+# fire_reservations NAME EVENT_ID TIER_ID QUANTITY COUNT [OFFER_CODE] [SEATS_JSON]
 # COUNT buyers (distinct X-Device-Id, unique Idempotency-Key) reserve QUANTITY seats at the same
 # moment: each is a background curl waiting on a shared flock gate that opens once all are ready.
 # Writes $BATS_FILE_TMPDIR/NAME.tsv, one line per buyer:
@@ -101,13 +121,14 @@ create_event() {
 # (status is the HTTP status, or curl_exit_N when the request itself failed), and records the
 # reservations it got for teardown.
 fire_reservations() {
-  local name=$1 event_id=$2 tier_id=$3 quantity=$4 count=$5 offer_code=${6:-}
+  local name=$1 event_id=$2 tier_id=$3 quantity=$4 count=$5 offer_code=${6:-} seats=${7:-}
   local dir="$BATS_FILE_TMPDIR/$name" gate i lock_fd payload
   mkdir -p "$dir"
   gate="$dir/gate"
   : >"$gate"
-  payload="$(jq -cn --arg tier "$tier_id" --argjson q "$quantity" --arg offer "$offer_code" \
-    '{quantity: $q, tier_id: $tier} + (if $offer == "" then {} else {offer_code: $offer} end)')"
+  payload="$(jq -cn --arg tier "$tier_id" --argjson q "$quantity" --arg offer "$offer_code" --arg seats "$seats" \
+    '{quantity: $q, tier_id: $tier} + (if $offer == "" then {} else {offer_code: $offer} end)
+     + (if $seats == "" then {} else {seats: ($seats | fromjson)} end)')"
   exec {lock_fd}>"$gate"
   flock -x "$lock_fd"
   local pids=()

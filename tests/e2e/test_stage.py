@@ -413,9 +413,10 @@ def sample_event_functions() -> dict[str, str]:
     return functions
 
 
-# What each sample answers on a stage seeded with the demo event only (no demo reservation or ticket).
+# What each sample answers on a stage seeded with the demo events only (no demo reservation or ticket).
 SAMPLE_ANSWERS = {"health": 200, "create_event": 201, "get_event": 200, "availability": 200, "reserve": 201,
-                  "get_reservation": 404, "cancel": 404, "confirm": 404, "check_in": 404}
+                  "get_reservation": 404, "cancel": 404, "confirm": 404, "check_in": 404, "seat_map": 200,
+                  "reserve_seats": 201}
 
 
 def test_every_sample_event_runs_with_the_environment_sam_local_gets(stages: Stages, tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ buyers won (never a refusal while seats were free). It cancels its holds and pur
 Environment: API_URL (default: the local stage of `make dev`, from its stage.json),
 TICKETS_ADMIN_TOKEN, DATABASE_URL (optional), CONCURRENT_REQUESTS (50), TEST_ITERATIONS (5),
 SEATS (1), QUANTITY (1), REQUEST_TIMEOUT seconds (60), QUOTA (0; 1: the SEATS are a quota, a
-"Hall", over a tier twice as large, so the quota is what binds). Exit status: 0 when every iteration
+"Hall", over a tier twice as large, so the quota is what binds), SEATED (0; 1: the tier has
+assigned seats, row A of SEATS seats, and every buyer names the same seats A-1 to A-QUANTITY:
+exactly one wins, the rest get 409 seats_unavailable naming them). Exit status: 0 when every iteration
 passed, 1 on any oversell, unexpected answer or failed check, 2 on bad configuration.
 See tests/race/README.md.
 """
@@ -40,6 +42,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PURGE_SQL = REPO_ROOT / "tests" / "support" / "purge_event.sql"
 CONFLICT_CODES = ("sold_out", "insufficient_inventory")
+SEATS_TAKEN = "seats_unavailable"
 PRICE = 2500
 PERCENTILES = (50, 90, 95, 99)
 
@@ -71,6 +74,7 @@ class Config:
     quantity: int
     timeout: float
     quota: bool = False
+    seated: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
@@ -102,11 +106,27 @@ class Config:
                    concurrency=_positive_int("CONCURRENT_REQUESTS", 50, 5000),
                    iterations=_positive_int("TEST_ITERATIONS", 5, 100_000),
                    seats=seats, quantity=quantity, timeout=timeout,
-                   quota=os.environ.get("QUOTA", "0").strip() not in ("", "0"))
+                   quota=os.environ.get("QUOTA", "0").strip() not in ("", "0"),
+                   seated=_seated(seats, quantity))
 
     @property
     def expected_wins(self) -> int:
+        if self.seated:  # every buyer names the same seats
+            return 1
         return min(self.seats // self.quantity, self.concurrency)
+
+    @property
+    def named_seats(self) -> list[str]:
+        """What each buyer asks for in the SEATED mode: A-1 to A-QUANTITY."""
+        return [f"A-{n}" for n in range(1, self.quantity + 1)] if self.seated else []
+
+
+def _seated(seats: int, quantity: int) -> bool:
+    if os.environ.get("SEATED", "0").strip() in ("", "0"):
+        return False
+    if quantity > seats or seats > 1000:
+        raise ConfigError("SEATED=1 needs QUANTITY <= SEATS <= 1000 (one row of seats)")
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,10 +202,13 @@ class Api:
                                     data=None if body is None else json.dumps(body), timeout=self.config.timeout)
 
     def create_event(self, name: str) -> tuple[str, str]:
+        tier: dict[str, Any] = {"name": "General", "capacity": self.config.seats * (2 if self.config.quota else 1),
+                                "price": PRICE, "max_per_order": self.config.quantity}
+        if self.config.seated:
+            tier = {"name": "Stalls", "seating": "assigned", "rows": [{"row": "A", "seats": self.config.seats}],
+                    "price": PRICE, "max_per_order": self.config.quantity}
         payload = {"name": name, "venue": "race script", "starts_at": "2031-06-01T19:00:00Z", "currency": "EUR",
-                   "hold_seconds": 600,
-                   "tiers": [{"name": "General", "capacity": self.config.seats * (2 if self.config.quota else 1),
-                              "price": PRICE, "max_per_order": self.config.quantity}]}
+                   "hold_seconds": 600, "tiers": [tier]}
         if self.config.quota:
             payload["quotas"] = [{"name": "Hall", "capacity": self.config.seats, "tiers": ["General"]}]
         response = self.call("POST", "/events", payload, admin=True)
@@ -245,6 +268,17 @@ class Database:
         capacity, taken, seats, rows = (int(part) for part in out.split("\t"))
         return capacity, taken, seats, rows
 
+    def seats_twice(self, event_id: str) -> tuple[int, int]:
+        """(seats held or sold by the event's live reservations as they list them, seats listed twice)."""
+        out = self._run("""
+            SELECT count(*), count(*) - count(DISTINCT label)
+            FROM reservations r, unnest(r.seats) AS label
+            WHERE r.event_id = :'event_id' AND (r.status = 'confirmed'
+                  OR (r.status = 'held' AND r.expires_at > clock_timestamp()));
+            """, {"event_id": event_id}).strip()
+        listed, twice = (int(part) for part in out.split("\t"))
+        return listed, twice
+
     def purge(self, event_id: str) -> None:
         self._run(None, {"event_id": event_id}, file=PURGE_SQL)
 
@@ -263,13 +297,20 @@ def classify(response: requests.Response, seconds: float, config: Config, event_
     if status == 201 and isinstance(body, dict):
         reservation_id = body.get("reservation_id")
         if (isinstance(reservation_id, str) and body.get("status") == "held"
-                and body.get("quantity") == config.quantity and body.get("event_id") == event_id):
+                and body.get("quantity") == config.quantity and body.get("event_id") == event_id
+                and (not config.seated or body.get("seats") == config.named_seats)):
             return Outcome("success", "201", seconds, reservation_id=reservation_id,
                            reservation_secret=str(body.get("reservation_secret", "")))
         return Outcome("other", "201 unexpected_body", seconds, detail=json.dumps(body)[:300])
     if isinstance(error, dict):
         code = str(error.get("code"))
         message = error.get("message")
+        if status == 409 and code == SEATS_TAKEN and config.seated:
+            unavailable = error.get("unavailable_seats")
+            if (not isinstance(unavailable, list) or not unavailable or not set(unavailable) <= set(config.named_seats)
+                    or not isinstance(message, str) or not message.strip()):
+                return Outcome("other", f"409 {code} inconsistent", seconds, detail=json.dumps(body)[:300])
+            return Outcome("conflict", code, seconds)
         if status == 409 and code in CONFLICT_CODES:
             available = error.get("available_seats")
             expected_ok = (available == 0 if code == "sold_out"
@@ -287,7 +328,8 @@ def fire(config: Config, run_id: str, iteration: int, event_id: str, tier_id: st
     barrier = threading.Barrier(n)
     outcomes: list[Outcome | None] = [None] * n
     url = f"{config.api_url}/events/{event_id}/reservations"
-    body = json.dumps({"quantity": config.quantity, "tier_id": tier_id})
+    body = json.dumps({"seats": config.named_seats, "tier_id": tier_id} if config.seated
+                      else {"quantity": config.quantity, "tier_id": tier_id})
 
     def buyer(i: int) -> None:
         headers = {"Content-Type": "application/json",
@@ -372,6 +414,11 @@ def run_iteration(config: Config, api: Api, db: Database, run_id: str,
                 if seats != config.seats - available:
                     failures.append(f"database: held + confirmed {seats} != capacity - available "
                                     f"{config.seats - available}")
+            if config.seated:
+                listed, twice = db.seats_twice(event_id)
+                if twice or listed != held_seats:
+                    failures.append(f"SEAT BOOKED TWICE or lost: live reservations list {listed} seats, "
+                                    f"{twice} of them twice; expected {held_seats}, none twice")
     finally:
         failures += clean_up(config, api, db, event_id, holds)
     return outcomes, failures
@@ -431,7 +478,8 @@ def main() -> int:
                                         if config.database_url else "off (no DATABASE_URL)")
     print(f"race: {config.api_url} ({config.target}); run {run_id}\n"
           f"      {config.concurrency} simultaneous requests x {config.iterations} iterations; {config.seats} seat(s), "
-          f"{config.quantity} per request: expect {config.expected_wins} win(s) per iteration; "
+          f"{config.quantity} per request{' (the same named seats)' if config.seated else ''}: "
+          f"expect {config.expected_wins} win(s) per iteration; "
           f"database checks {db_note}", flush=True)
     try:
         health = api.call("GET", "/health")

@@ -15,7 +15,6 @@ CONTRACT = ROOT.parent / "shared" / "API.md"
 # Codes of ../shared/API.md for features not built yet, each with the issue that builds it.
 # Remove a code from here when its feature lands: from then on it must be in the catalogue.
 NOT_YET_BUILT = {
-    "seats_unavailable": "assigned seats", "not_assigned_seating": "assigned seats",
     "admission_required": "waiting room", "admission_invalid": "waiting room", "admission_expired": "waiting room",
     "no_waiting_room": "waiting room", "queue_entry_not_found": "waiting room",
 }

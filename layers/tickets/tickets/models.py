@@ -66,11 +66,56 @@ class ResponseModel(Model):
     model_config = ConfigDict(extra="forbid")
 
 
+# Assigned seats: a seat's label ("A-12"), a row's label ("A").
+SeatLabel = Annotated[StrictStr, Field(min_length=1, max_length=40, pattern=NO_NUL)]
+RowLabel = Annotated[StrictStr, Field(min_length=1, max_length=20, pattern=NO_NUL)]
+# The most assigned seats one event may have (each is a row of the database, written when the event is created).
+MAX_ASSIGNED_SEATS = 50_000
+
+
+class SeatRow(RequestModel):
+    row: RowLabel
+    seats: Annotated[StrictInt, Field(ge=1, le=1000, description="Seats ROW-1 to ROW-<seats>")]
+
+
 class TierCreate(RequestModel):
     name: Name
-    capacity: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    capacity: Annotated[StrictInt, Field(
+        ge=1, le=1_000_000, description="Required for general admission; for assigned seating, the number of seats "
+                                        "(derived when absent)")] | None = None
     price: MinorUnits
     max_per_order: Annotated[StrictInt, Field(ge=1, le=100)] = 10
+    seating: Literal["general", "assigned"] = "general"
+    rows: Annotated[list[SeatRow], Field(min_length=1, max_length=1000, description=(
+        "Assigned seating: rows front to back; row A with 20 seats names A-1 to A-20"))] | None = None
+    seats: Annotated[list[SeatLabel], Field(min_length=1, max_length=10_000, description=(
+        "Assigned seating: seat labels in order of preference, each a row-less seat"))] | None = None
+
+    @model_validator(mode="after")
+    def _seating_is_whole(self) -> TierCreate:
+        if self.seating == "general":
+            if self.rows is not None or self.seats is not None:
+                raise ValueError('rows and seats need "seating": "assigned"')
+            if self.capacity is None:
+                raise ValueError("capacity is required")
+            return self
+        if (self.rows is None) == (self.seats is None):
+            raise ValueError("an assigned-seating tier needs exactly one of rows and seats")
+        labels = self.seat_labels()
+        if len(set(labels)) != len(labels):
+            repeated = sorted({label for label in labels if labels.count(label) > 1}) if len(labels) < 2000 else []
+            raise ValueError("seat labels must be unique within the tier" + (f": {', '.join(repeated[:5])}"
+                                                                          if repeated else ""))
+        if self.capacity is not None and self.capacity != len(labels):
+            raise ValueError(f"capacity {self.capacity} differs from the {len(labels)} seats")
+        self.capacity = len(labels)
+        return self
+
+    def seat_labels(self) -> list[str]:
+        """The seats' labels in order of preference (empty for general admission)."""
+        if self.rows is not None:
+            return [f"{row.row}-{number}" for row in self.rows for number in range(1, row.seats + 1)]
+        return list(self.seats or [])
 
 
 class QuotaCreate(RequestModel):
@@ -108,6 +153,12 @@ class EventCreate(RequestModel):
         return self
 
     @model_validator(mode="after")
+    def _assigned_seats_within_bounds(self) -> EventCreate:
+        if sum(tier.capacity or 0 for tier in self.tiers if tier.seating == "assigned") > MAX_ASSIGNED_SEATS:
+            raise ValueError(f"an event has at most {MAX_ASSIGNED_SEATS} assigned seats")
+        return self
+
+    @model_validator(mode="after")
     def _quotas_name_known_tiers(self) -> EventCreate:
         names = {tier.name for tier in self.tiers}
         for quota in self.quotas:
@@ -130,9 +181,30 @@ OfferCode = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{3,32}$",
 class ReserveRequest(RequestModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"quantity": 2}]})
 
-    quantity: Annotated[StrictInt, Field(ge=1, le=100, description="1 to the tier's max_per_order")]
+    quantity: Annotated[StrictInt, Field(
+        ge=1, le=100, description="1 to the tier's max_per_order; with seats, their number (may be left out)",
+    )] | None = None
     tier_id: UUID | None = Field(default=None, description="May be left out when the event has one tier")
     offer_code: OfferCode | None = None
+    seats: Annotated[list[SeatLabel], Field(min_length=1, max_length=100, description=(
+        "Assigned seating: the seats to hold, all or none; without it, the best available"))] | None = None
+
+    @model_validator(mode="after")
+    def _quantity_agrees_with_seats(self) -> ReserveRequest:
+        if self.seats is None:
+            if self.quantity is None:
+                raise ValueError("quantity is required (or name the seats)")
+            return self
+        if len(set(self.seats)) != len(self.seats):
+            raise ValueError("seats must not repeat a seat")
+        if self.quantity is not None and self.quantity != len(self.seats):
+            raise ValueError(f"quantity {self.quantity} differs from the {len(self.seats)} seats named")
+        return self
+
+    @property
+    def seat_count(self) -> int:
+        """The seats asked for: the quantity, or the number of seats named."""
+        return len(self.seats) if self.seats is not None else int(self.quantity or 0)
 
 
 class OfferCreate(RequestModel):
@@ -173,6 +245,7 @@ class Tier(ResponseModel):
     currency: str
     max_per_order: int
     available_seats: int
+    seating: Literal["general", "assigned"] = "general"
 
 
 class Quota(ResponseModel):
@@ -235,6 +308,19 @@ class Offer(ResponseModel):
 
 class Ticket(ResponseModel):
     ticket_code: str
+    seat: str | None = Field(None, exclude_if=lambda seat: seat is None, description="Assigned seating: its seat")
+
+
+class Seat(ResponseModel):
+    seat: str
+    row: str | None
+    number: int | None
+    status: Literal["available", "held", "sold"] = Field(description="held: by a live hold")
+
+
+class SeatMap(ResponseModel):
+    tier_id: UUID
+    seats: list[Seat]
 
 
 class Payment(ResponseModel):
@@ -253,6 +339,8 @@ class Reservation(ResponseModel):
     event_id: UUID
     tier_id: UUID
     quantity: int
+    seats: list[str] | None = Field(None, exclude_if=lambda seats: seats is None,
+                                    description="Assigned seating: the reservation's seats")
     status: ReservationStatus
     expires_at: UtcDateTime
     total_amount: int

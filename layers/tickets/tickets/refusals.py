@@ -54,6 +54,12 @@ def _limit(fields: Mapping[str, Any]) -> str:
     return f"At most {fields['max_per_customer']} seats per customer; {fields['remaining']} remain for you."
 
 
+def _seats_taken(fields: Mapping[str, Any]) -> str:
+    """Some of the seats named are held or sold (listed in `unavailable_seats`); nothing was held."""
+    return (f"Not available now: {', '.join(fields['unavailable_seats'])}; nothing was held. "
+            "Choose other seats or leave seats out for the best available.")
+
+
 def _invalid(fields: Mapping[str, Any]) -> str:
     """A field is missing, unknown, of the wrong type or out of range (named in `details`)."""
     names = sorted({str(detail["field"]) for detail in fields.get("details", [])})
@@ -89,6 +95,7 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     Kind("ticket_void", 409, "This ticket is void and cannot be admitted."),
     Kind("offer_exhausted", 409, "Seats are free, but this offer has no claims left; reserve without it."),
     Kind("offer_code_taken", 409, "This event already has an offer with this code."),
+    Kind("seats_unavailable", 409, _seats_taken, ("unavailable_seats",)),
     Kind("request_in_progress", 409, "A request with this Idempotency-Key is still being processed; retry shortly.",
          retry_after=True),
     # 410
@@ -101,6 +108,7 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
          ("limit", "max_per_order", "max_per_customer", "max_holds_per_ip", "remaining")),
     Kind("idempotency_key_reused", 422, "This Idempotency-Key was used with a different request body."),
     Kind("offer_not_applicable", 422, "This offer does not cover this tier, or it is no longer valid."),
+    Kind("not_assigned_seating", 422, "This tier has no assigned seats: it sells general admission."),
     # 5xx: the only ones the contract allows, besides internal_error, which is always a defect.
     Kind("internal_error", 500, "An unexpected error occurred; it has been logged."),
     Kind("payment_error", 502, "The payment could not be processed; nothing was charged. Retry."),

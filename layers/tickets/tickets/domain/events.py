@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Sequence
 
 from tickets.ids import parse_id
-from tickets.models import Availability, Event, EventCreate
+from tickets.models import Availability, Event, EventCreate, SeatMap
 from tickets.refusals import Refusal
 from tickets.store import db
 
 GET_EVENT_REFUSALS = ("event_not_found",)
+SEAT_MAP_REFUSALS = ("event_not_found", "tier_not_found", "not_assigned_seating")
 
 
 def create_event(request: EventCreate, *, event_id: uuid.UUID | None = None,
@@ -41,3 +42,12 @@ def availability(event_id: str) -> Availability:
     if found is None:
         raise Refusal("event_not_found")
     return Availability.model_validate(found)
+
+
+def seat_map(event_id: str, tier_id: str) -> SeatMap:
+    """Every seat of an assigned-seating tier with its status now (a lapsed hold's seats read available)."""
+    event_uuid = parse_id(event_id, not_found="event_not_found")
+    result = db.call("tier_seat_map", event_uuid, parse_id(tier_id, not_found="tier_not_found"))
+    if result["outcome"] != "map":
+        raise Refusal.from_outcome(result)
+    return SeatMap.model_validate(result["seat_map"])

@@ -24,8 +24,8 @@ from tickets.refusals import Refusal
 from tickets.store import db
 
 RESERVE_REFUSALS = ("event_not_found", "tier_not_found", "offer_not_found", "validation_error", "offer_not_applicable",
-                    "limit_exceeded", "sales_closed", "sold_out", "insufficient_inventory", "offer_exhausted",
-                    "idempotency_key_reused")
+                    "limit_exceeded", "sales_closed", "sold_out", "insufficient_inventory", "seats_unavailable",
+                    "offer_exhausted", "idempotency_key_reused")
 READ_REFUSALS = ("reservation_not_found",)
 CANCEL_REFUSALS = ("reservation_not_found", "reservation_confirmed", "reservation_expired")
 CONFIRM_REFUSALS = ("reservation_not_found", "reservation_expired", "reservation_cancelled",
@@ -53,10 +53,11 @@ def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_ke
     event_uuid = parse_id(event_id, not_found="event_not_found")
     # Scoped to the buyer: another buyer's same key never finds this hold.
     request_key = None if idempotency_key is None else _request_key(event_uuid, buyer.fingerprint, idempotency_key)
-    attempt = (event_uuid, request.tier_id, request.quantity, buyer.fingerprint, buyer.address, uuid.uuid4(),
-               secrets.token_urlsafe(24), request_key, request.offer_code)
+    quantity = request.seat_count
+    attempt = (event_uuid, request.tier_id, quantity, buyer.fingerprint, buyer.address, uuid.uuid4(),
+               secrets.token_urlsafe(24), request_key, request.offer_code, request.seats)
     result = db.call("reserve_seats", *attempt)
-    if result.get("reclaim") and result["available_seats"] >= request.quantity:
+    if result.get("reclaim") and result["available_seats"] >= quantity:
         # Only lapsed holds stood in the way (a lapsed hold never blocks a sale): reclaim, ask again.
         db.call("reclaim_lapsed_for_tier", uuid.UUID(result["tier_id"]),
                 uuid.UUID(result["offer_id"]) if result.get("offer_id") else None)
@@ -64,6 +65,8 @@ def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_ke
     if result["outcome"] != "held":
         if result["outcome"] in ("sold_out", "insufficient_inventory"):
             count("SoldOut")
+        elif result["outcome"] == "seats_unavailable":
+            count("SeatsUnavailable")
         raise Refusal.from_outcome(result)
     count("ReservationsHeld")
     return Reservation.model_validate(result["reservation"])

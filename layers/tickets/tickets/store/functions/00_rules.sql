@@ -65,6 +65,7 @@ BEGIN
         'event_id', r.event_id,
         'tier_id', r.tier_id,
         'quantity', r.quantity,
+        'seats', r.seats,
         'status', effective_status(r.status, r.expires_at),
         'expires_at', r.expires_at,
         'total_amount', r.total_amount,
@@ -76,7 +77,9 @@ BEGIN
         'confirmed_at', r.confirmed_at,
         'cancelled_at', r.cancelled_at,
         'tickets', coalesce((
-            SELECT jsonb_agg(jsonb_build_object('ticket_code', t.ticket_code) ORDER BY t.seat_index)
+            SELECT jsonb_agg(jsonb_build_object('ticket_code', t.ticket_code)
+                             || CASE WHEN r.seats IS NOT NULL THEN jsonb_build_object('seat', r.seats[t.seat_index])
+                                     ELSE '{}'::jsonb END ORDER BY t.seat_index)
             FROM tickets t WHERE t.reservation_id = r.reservation_id), '[]'::jsonb),
         'payment', (
             SELECT jsonb_build_object('transaction_id', p.transaction_id, 'status', p.status,

@@ -35,11 +35,12 @@
 --       1. the buyer's, then the source address's transaction-scoped advisory lock (reserve,
 --          when max_per_customer / max_holds_per_ip is set)
 --       2. reservation rows (cancel, expiry, reclaim; confirm locks its row, then its payment intent)
+--       2b. seat rows of assigned seating (05_seats.sql), waiting only in (tier_id, seat_no) order
 --       3. counter shares, counter by counter in ascending counter_id (tier_counters gives the
 --          order); within a counter, one share at a time while holding none of its others
 --          (steps 1-2), or all of them in share order (step 3).
---     Reserve takes 1 then 3 and never locks another reservation's row; cancel, expiry and reclaim
---     take 2 then 3; check-in locks only its ticket row.
+--     Reserve takes 1, 2b then 3 and never locks another reservation's row; cancel, expiry and
+--     reclaim take 2, 2b then 3; confirm 2 then 2b (it sells the seats); check-in locks only its ticket row.
 --   * Run as one statement in autocommit mode, so that a lock is held for one database round
 --     trip: the client never talks between lock and commit. Within reserve, everything that needs
 --     no lock (validation, the reservation row, its booking reference and JSON) is done before
@@ -278,6 +279,7 @@ DECLARE
     v_seats    integer;
     v_counters uuid[];
     v_amounts  integer[];
+    v_seated   uuid[];
 BEGIN
     WITH lapsed AS (
         UPDATE reservations SET status = 'expired', expired_at = clock_timestamp()
@@ -287,7 +289,7 @@ BEGIN
               AND ((p_tiers IS NULL AND p_offer_id IS NULL) OR tier_id = ANY (p_tiers) OR offer_id = p_offer_id)
             ORDER BY expires_at LIMIT p_limit
             FOR UPDATE SKIP LOCKED)
-        RETURNING tier_id, quantity, offer_id
+        RETURNING reservation_id, tier_id, quantity, offer_id, seats
     ),
     per_counter AS (
         SELECT counted.counter_id, sum(counted.amount)::integer AS seats
@@ -296,8 +298,13 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM lapsed), (SELECT coalesce(sum(quantity), 0) FROM lapsed),
            (SELECT array_agg(counter_id ORDER BY counter_id) FROM per_counter),
-           (SELECT array_agg(seats ORDER BY counter_id) FROM per_counter)
-    INTO v_count, v_seats, v_counters, v_amounts;
+           (SELECT array_agg(seats ORDER BY counter_id) FROM per_counter),
+           (SELECT array_agg(reservation_id) FROM lapsed WHERE seats IS NOT NULL)
+    INTO v_count, v_seats, v_counters, v_amounts, v_seated;
+    -- Their assigned seats that no buyer took over meanwhile (seat rows before counter shares).
+    IF v_seated IS NOT NULL THEN
+        PERFORM seats_release(v_seated);
+    END IF;
     FOR i IN 1..coalesce(array_length(v_counters, 1), 0) LOOP
         PERFORM counter_release(v_counters[i], v_amounts[i]);
     END LOOP;

@@ -20,7 +20,7 @@ SECURITY DEFINER SET search_path = public, pg_temp AS $$
         'tiers', (
             SELECT coalesce(jsonb_agg(jsonb_build_object(
                 'tier_id', t.tier_id, 'name', t.name, 'capacity', t.capacity, 'price', t.price,
-                'currency', e.currency, 'max_per_order', t.max_per_order,
+                'currency', e.currency, 'max_per_order', t.max_per_order, 'seating', t.seating,
                 'available_seats', tier_available(t.tier_id)) ORDER BY t.position), '[]'::jsonb)
             FROM tiers t WHERE t.event_id = e.event_id),
         'quotas', (
@@ -90,13 +90,17 @@ BEGIN
     FOR v_tier IN
         SELECT (t->>'tier_id')::uuid AS tier_id, (position - 1)::smallint AS position, t->>'name' AS name,
                (t->>'capacity')::integer AS capacity, (t->>'price')::bigint AS price,
-               (t->>'max_per_order')::integer AS max_per_order
+               (t->>'max_per_order')::integer AS max_per_order, coalesce(t->>'seating', 'general') AS seating, t
         FROM jsonb_array_elements(p_event->'tiers') WITH ORDINALITY AS tier(t, position)
     LOOP
-        INSERT INTO tiers (tier_id, event_id, position, name, capacity, price, max_per_order)
+        INSERT INTO tiers (tier_id, event_id, position, name, capacity, price, max_per_order, seating)
         VALUES (v_tier.tier_id, v_event_id, v_tier.position, v_tier.name, v_tier.capacity, v_tier.price,
-                v_tier.max_per_order);
+                v_tier.max_per_order, v_tier.seating);
         PERFORM counter_create(v_tier.tier_id, v_tier.capacity);
+        -- Assigned seating: its seats (the caller checked that their number is the capacity).
+        IF v_tier.seating = 'assigned' THEN
+            PERFORM seats_create(v_tier.tier_id, v_tier.t);
+        END IF;
     END LOOP;
     -- Quotas name their tiers by name (the request's); the caller checked that each name exists.
     INSERT INTO quotas (quota_id, event_id, position, name, capacity)

@@ -5,6 +5,7 @@
 -- Signatures replaced by this file's current ones (a function's argument list is part of its name).
 DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, uuid);
 DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, text, uuid, text, text);
+DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, text, uuid, text, text, text);
 DROP FUNCTION IF EXISTS reservation_read(uuid);
 DROP FUNCTION IF EXISTS cancel_reservation(uuid);
 DROP FUNCTION IF EXISTS claim_payment(uuid, text, integer);
@@ -29,9 +30,11 @@ $$;
 -- one transaction. Returns {"outcome": "held", "reservation": {...}} or a refusal.
 -- A request_key already used by a hold answers that hold again (a retry after a fault holds its
 -- seats once), or idempotency_key_reused when the request differs.
+-- p_seats names the seats of an assigned-seating tier (p_quantity is their number); NULL: the
+-- best available (05_seats.sql). A caller of the previous release, without it, still resolves here.
 CREATE OR REPLACE FUNCTION reserve_seats(
     p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_address text,
-    p_reservation_id uuid, p_secret text, p_request_key text, p_offer_code text
+    p_reservation_id uuid, p_secret text, p_request_key text, p_offer_code text, p_seats text[] DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql SET lock_timeout = '2s'
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -45,12 +48,16 @@ DECLARE
     v_answer    jsonb;
     v_offer     offers%ROWTYPE;
     v_discount  bigint := 0;
+    v_named     jsonb;
+    v_seat_nos  integer[];
+    v_claim     jsonb;
 BEGIN
     IF p_request_key IS NOT NULL THEN
         SELECT * INTO v_held FROM reservations WHERE request_key = p_request_key;
         IF FOUND THEN
             IF v_held.event_id = p_event_id AND v_held.quantity = p_quantity
-               AND (p_tier_id IS NULL OR v_held.tier_id = p_tier_id) THEN
+               AND (p_tier_id IS NULL OR v_held.tier_id = p_tier_id)
+               AND (p_seats IS NULL OR ARRAY(SELECT unnest(p_seats) ORDER BY 1) = ARRAY(SELECT unnest(v_held.seats) ORDER BY 1)) THEN
                 RETURN hold_json(v_held);
             END IF;
             RETURN jsonb_build_object('outcome', 'idempotency_key_reused');
@@ -76,6 +83,20 @@ BEGIN
     END IF;
 
     -- Rules of the request itself come before inventory.
+    IF p_seats IS NOT NULL THEN
+        IF v_tier.seating <> 'assigned' THEN
+            RETURN jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
+                jsonb_build_object('field', 'seats', 'message', 'This tier has no assigned seating: leave out seats.',
+                                   'type', 'not_assigned_seating')));
+        END IF;
+        v_named := seats_named(v_tier.tier_id, p_seats);
+        IF jsonb_array_length(v_named->'unknown') > 0 THEN
+            RETURN jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
+                jsonb_build_object('field', 'seats', 'type', 'unknown_seat', 'unknown_seats', v_named->'unknown',
+                                   'message', 'This tier has no seat ' || (v_named->'unknown'->>0) || '.')));
+        END IF;
+        v_seat_nos := ARRAY(SELECT jsonb_array_elements_text(v_named->'seat_nos')::integer);
+    END IF;
     IF p_quantity > v_tier.max_per_order THEN
         RETURN jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_order',
                                   'max_per_order', v_tier.max_per_order);
@@ -127,6 +148,11 @@ BEGIN
         END IF;
     END IF;
 
+    -- Named seats that a live hold or a sale has, likewise (a first look; the claim re-checks).
+    IF v_seat_nos IS NOT NULL AND cardinality(seats_taken(v_tier.tier_id, v_seat_nos)) > 0 THEN
+        RETURN jsonb_build_object('outcome', 'seats_unavailable',
+                                  'unavailable_seats', to_jsonb(seats_taken(v_tier.tier_id, v_seat_nos)));
+    END IF;
     -- A sold-out tier is refused before anything is written (most requests of an on-sale's end).
     v_free := tier_available(v_tier.tier_id);
     IF v_free < p_quantity THEN
@@ -137,20 +163,37 @@ BEGIN
         RETURN jsonb_build_object('outcome', 'offer_exhausted');
     END IF;
 
-    -- Everything that needs no lock first: the hold, its booking reference and its answer.
     v_now := clock_timestamp();
+    -- Assigned seats: which ones, claimed before any counter is locked (lock order, 10_inventory.sql).
+    IF v_tier.seating = 'assigned' THEN
+        v_claim := seats_claim(v_tier.tier_id, v_seat_nos, p_quantity, p_reservation_id);
+        IF v_claim->>'outcome' = 'seats_unavailable' THEN
+            RETURN v_claim;
+        ELSIF v_claim->>'outcome' = 'short' THEN
+            -- As a counter that lacks the seats: lapsed holds may stand in the way ("reclaim" below).
+            v_free := tier_available(v_tier.tier_id);
+            RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
+                                      'available_seats', v_free, 'tier_id', v_tier.tier_id, 'reclaim', true);
+        END IF;
+    END IF;
+    -- Everything that needs no lock first: the hold, its booking reference and its answer.
     INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
                               customer_fingerprint, client_address, reservation_secret, request_key,
-                              offer_id, offer_code, discount_amount, total_amount, currency, created_at, expires_at)
+                              offer_id, offer_code, discount_amount, total_amount, currency, created_at, expires_at,
+                              seats)
     VALUES (p_reservation_id, next_booking_reference(), p_event_id, v_tier.tier_id, p_quantity, 'held',
             p_customer, p_address, p_secret, p_request_key, v_offer.offer_id, v_offer.code, v_discount,
             v_tier.price * p_quantity - v_discount, v_event.currency, v_now,
-            v_now + make_interval(secs => v_event.hold_seconds))
+            v_now + make_interval(secs => v_event.hold_seconds),
+            CASE WHEN v_claim IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(v_claim->'seats')) END)
     RETURNING * INTO v_held;
     v_answer := hold_json(v_held);
 
     -- Then the counters: their locks last from here to the commit.
     IF NOT inventory_take(v_tier.tier_id, p_quantity, v_offer.offer_id) THEN
+        IF v_claim IS NOT NULL THEN
+            PERFORM seats_release(ARRAY[p_reservation_id]);  -- found through the hold's labels: before it goes
+        END IF;
         DELETE FROM reservations WHERE reservation_id = p_reservation_id;
         -- "reclaim": lapsed holds block the seats or the claim (available_seats >= p_quantity, or
         -- the offer's claims left >= 1): the caller reclaims them (reclaim_lapsed_for_tier) and asks again.
@@ -187,6 +230,9 @@ BEGIN
       AND status = 'held' AND NOT hold_lapsed(expires_at)
     RETURNING * INTO v_row;
     IF FOUND THEN
+        IF v_row.seats IS NOT NULL THEN
+            PERFORM seats_release(ARRAY[v_row.reservation_id]);
+        END IF;
         PERFORM inventory_release(v_row.tier_id, v_row.quantity, v_row.offer_id);
         RETURN jsonb_build_object('outcome', 'cancelled', 'reservation', reservation_json(v_row));
     END IF;
@@ -294,7 +340,9 @@ BEGIN
     UPDATE payment_intents SET status = 'captured', transaction_id = p_transaction_id, settled_at = clock_timestamp()
     WHERE intent_key = p_intent_key;
 
-    IF effective_status(v_row.status, v_row.expires_at) <> 'held' THEN
+    -- A hold with assigned seats sells them now; one taken over after the hold lapsed sells nothing.
+    IF effective_status(v_row.status, v_row.expires_at) <> 'held'
+       OR (v_row.seats IS NOT NULL AND NOT seats_sell(v_row.reservation_id, v_row.quantity)) THEN
         INSERT INTO payments (transaction_id, reservation_id, amount, currency, status)
         VALUES (p_transaction_id, p_reservation_id, p_amount, v_row.currency, 'refund_due')
         ON CONFLICT (transaction_id) DO NOTHING;

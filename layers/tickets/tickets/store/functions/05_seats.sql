@@ -1,0 +1,352 @@
+-- Assigned seats: which seat each hold and sale has. The seat COUNT is the tier's counter (and
+-- its quotas'), exactly as for a general-admission tier (10_inventory.sql); these functions only
+-- say WHICH seats, each a row of `seats` (migrations/0007_seats.sql).
+--
+-- A seat is free for a buyer when nobody has it (reservation_id IS NULL) or, unsold, its
+-- reservation is no live hold (seat_free: the live-hold rule of 00_rules.sql), so a lapsed
+-- hold's seats are free at once, before anything reclaims them. A claim is a conditional update
+-- keyed by the seat under its row lock: no seat is held or sold twice. A sale sets `sold`
+-- (seats_sell, under the confirm's reservation lock), so a confirm and a buyer taking over a
+-- lapsed hold's seat meet on the seat row: exactly one wins it (the confirm that loses refunds).
+--
+-- Lock order (10_inventory.sql lists the whole): reservation rows, then seat rows, then counter
+-- shares. Reserve claims its seats before it touches a counter; cancel, confirm and expiry lock
+-- the reservation, then its seats, then give back counters. Whoever waits on seat rows waits in
+-- (tier_id, seat_no) order, so two claims of overlapping seats cannot deadlock.
+--
+-- Best available (seats_choose_best) must not queue every buyer of a stadium behind one row:
+--   1. front: lock the first `quantity` free seats that nobody else is claiming (FOR UPDATE SKIP
+--      LOCKED, in order of preference; with the seats of lapsed holds when the tier has any).
+--      When they are one block (one row, adjacent) they are the best block there is: keep them.
+--      This is the on-sale's usual case, and concurrent buyers each lock the next block instead
+--      of waiting for each other.
+--   2. block: otherwise let go, read (without locking) the first block of free seats in one row,
+--      lock a window of free seats from there (SKIP LOCKED: what others are claiming is left
+--      out), find the first block among them, let go and lock exactly it. Taken meanwhile: try
+--      again, leaving out what was found busy. No block anywhere: the front-most free seats.
+--   3. wait: when fewer free seats are unlocked than asked (others are claiming them), lock the
+--      first free seats waiting for those claims to end, so a request is refused only when the
+--      seats really are gone, never because others were busy.
+
+DROP FUNCTION IF EXISTS seats_block_in_row(uuid, integer, integer, boolean);
+
+-- The live-hold rule on a seat: free when nobody has it, or when it is unsold and its reservation
+-- is no live hold. Written so that a reservation this statement cannot see yet (committed after
+-- its snapshot, while it waited for the seat's lock) counts as live: never free by mistake.
+CREATE OR REPLACE FUNCTION seat_free(p_reservation_id uuid, p_sold boolean) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT p_reservation_id IS NULL
+        OR (NOT p_sold AND EXISTS (SELECT 1 FROM reservations r WHERE r.reservation_id = p_reservation_id
+                                   AND NOT (r.status = 'held' AND NOT hold_lapsed(r.expires_at))))
+$$;
+
+-- A seat as the seat map shows it.
+CREATE OR REPLACE FUNCTION seat_status(p_reservation_id uuid, p_sold boolean) RETURNS text
+LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN p_sold THEN 'sold' WHEN seat_free(p_reservation_id, p_sold) THEN 'available' ELSE 'held' END
+$$;
+
+-- The lapsed holds of a tier, not yet reclaimed (their seats are free).
+CREATE OR REPLACE FUNCTION tier_lapsed_holds(p_tier_id uuid) RETURNS SETOF uuid
+LANGUAGE sql VOLATILE AS $$
+    SELECT reservation_id FROM reservations WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at)
+$$;
+
+-- The seats of a new assigned-seating tier, from its request: "rows": [{"row", "seats"}] (front
+-- to back) or "seats": [labels] (in order of preference; each its own row-less seat).
+DROP FUNCTION IF EXISTS seats_create(uuid, jsonb);
+CREATE OR REPLACE FUNCTION seats_create(p_tier_id uuid, p_tier jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO seats (tier_id, seat_no, label, row_no, row_label, number)
+    SELECT p_tier_id, row_number() OVER (ORDER BY r.row_no, n), (r.entry->>'row') || '-' || n, r.row_no,
+           r.entry->>'row', n
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_tier->'rows') = 'array' THEN p_tier->'rows' ELSE '[]' END) WITH ORDINALITY AS r(entry, row_no),
+         generate_series(1, (r.entry->>'seats')::integer) AS n
+    UNION ALL
+    SELECT p_tier_id, l.seat_no, l.label, NULL, NULL, NULL
+    FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(p_tier->'seats') = 'array' THEN p_tier->'seats' ELSE '[]' END) WITH ORDINALITY AS l(label, seat_no);
+END
+$$;
+
+-- The seats a reserve names, as {"seat_nos": [...] in seat order, "unknown": [labels]}.
+CREATE OR REPLACE FUNCTION seats_named(p_tier_id uuid, p_labels text[]) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'seat_nos', coalesce(jsonb_agg(s.seat_no ORDER BY s.seat_no) FILTER (WHERE s.seat_no IS NOT NULL), '[]'),
+        'unknown', coalesce(jsonb_agg(l.label ORDER BY l.ord) FILTER (WHERE s.seat_no IS NULL), '[]'))
+    FROM unnest(p_labels) WITH ORDINALITY AS l(label, ord)
+    LEFT JOIN seats s ON s.tier_id = p_tier_id AND s.label = l.label
+$$;
+
+-- Of these seats, the labels of those a live hold or a sale has (no lock: a first look).
+CREATE OR REPLACE FUNCTION seats_taken(p_tier_id uuid, p_seat_nos integer[]) RETURNS text[]
+LANGUAGE sql VOLATILE AS $$
+    SELECT coalesce(array_agg(label ORDER BY seat_no), '{}') FROM seats
+    WHERE tier_id = p_tier_id AND seat_no = ANY (p_seat_nos) AND NOT seat_free(reservation_id, sold)
+$$;
+
+-- Named seats: locks them in seat order (waiting for claims in flight). Returns the labels of
+-- those that are not free ('{}': all of them are, and this transaction holds them).
+DROP FUNCTION IF EXISTS seats_claim_named(uuid, integer[], uuid);
+CREATE OR REPLACE FUNCTION seats_lock_named(p_tier_id uuid, p_seat_nos integer[]) RETURNS text[]
+LANGUAGE sql VOLATILE AS $$
+    SELECT coalesce(array_agg(label ORDER BY seat_no) FILTER (WHERE NOT seat_free(reservation_id, sold)), '{}')
+    FROM (SELECT seat_no, label, reservation_id, sold FROM seats
+          WHERE tier_id = p_tier_id AND seat_no = ANY (p_seat_nos) ORDER BY seat_no FOR UPDATE) locked
+$$;
+
+-- True when these seats (ascending) are one block: adjacent seats of one row (one seat always is).
+CREATE OR REPLACE FUNCTION seats_are_block(p_tier_id uuid, p_seat_nos integer[]) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT cardinality(p_seat_nos) = 1
+        OR (p_seat_nos[cardinality(p_seat_nos)] - p_seat_nos[1] = cardinality(p_seat_nos) - 1
+            AND (SELECT count(row_no) = cardinality(p_seat_nos) AND count(DISTINCT row_no) = 1
+                 FROM seats WHERE tier_id = p_tier_id AND seat_no = ANY (p_seat_nos)))
+$$;
+
+-- Step 1: locks the first p_quantity free seats nobody else is claiming, in order of preference
+-- (with p_lapsed, the seats of lapsed holds too), and keeps them when there are p_quantity of
+-- them and, with p_keep_block, they are one block (a subtransaction lets go of them otherwise).
+-- Returns the seats seen, ascending, and whether they were kept.
+DROP FUNCTION IF EXISTS seats_try_front(uuid, integer, boolean, boolean);
+CREATE OR REPLACE FUNCTION seats_try_front(p_tier_id uuid, p_quantity integer, p_lapsed boolean, p_keep_block boolean,
+                                           OUT v_seats integer[], OUT v_kept boolean)
+LANGUAGE plpgsql AS $$
+BEGIN
+    v_kept := false;
+    BEGIN
+        IF p_lapsed THEN
+            SELECT array_agg(seat_no ORDER BY seat_no) INTO v_seats FROM (
+                SELECT seat_no FROM (
+                    SELECT seat_no FROM (SELECT seat_no FROM seats WHERE tier_id = p_tier_id AND reservation_id IS NULL
+                                         ORDER BY seat_no LIMIT p_quantity FOR UPDATE SKIP LOCKED) free
+                    UNION ALL
+                    SELECT seat_no FROM (SELECT seat_no FROM seats
+                                         WHERE reservation_id IN (SELECT tier_lapsed_holds(p_tier_id)) AND NOT sold
+                                         ORDER BY seat_no LIMIT p_quantity FOR UPDATE SKIP LOCKED) lapsed) candidates
+                ORDER BY seat_no LIMIT p_quantity) front;
+        ELSE
+            SELECT array_agg(seat_no ORDER BY seat_no) INTO v_seats FROM (
+                SELECT seat_no FROM seats WHERE tier_id = p_tier_id AND reservation_id IS NULL
+                ORDER BY seat_no LIMIT p_quantity FOR UPDATE SKIP LOCKED) front;
+        END IF;
+        v_seats := coalesce(v_seats, '{}');
+        IF cardinality(v_seats) = p_quantity AND (NOT p_keep_block OR seats_are_block(p_tier_id, v_seats)) THEN
+            v_kept := true;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'TK002';
+    EXCEPTION WHEN SQLSTATE 'TK002' THEN
+        RETURN;
+    END;
+END
+$$;
+
+-- The first block of p_quantity adjacent free seats in one row from seat p_from on, leaving out
+-- p_busy (a read: seats in claims in flight look free). NULL when there is none.
+DROP FUNCTION IF EXISTS seats_first_block(uuid, integer, integer, integer);
+CREATE OR REPLACE FUNCTION seats_first_block(p_tier_id uuid, p_quantity integer, p_from integer, p_busy integer[])
+RETURNS integer[]
+LANGUAGE sql VOLATILE AS $$
+    SELECT ARRAY(SELECT generate_series(first.seat_no, first.seat_no + p_quantity - 1))
+    FROM (SELECT seat_no FROM (
+              SELECT seat_no, row_no, lead(seat_no, p_quantity - 1) OVER w AS last_no,
+                     lead(row_no, p_quantity - 1) OVER w AS last_row
+              FROM seats
+              WHERE tier_id = p_tier_id AND reservation_id IS NULL AND seat_no >= p_from AND seat_no <> ALL (p_busy)
+              WINDOW w AS (ORDER BY seat_no)) runs
+          WHERE last_no = seat_no + p_quantity - 1 AND (p_quantity = 1 OR last_row = row_no)
+          ORDER BY seat_no LIMIT 1) first
+$$;
+
+-- Step 2's lock: exactly these seats if each is free and nobody else is claiming it; all or none.
+CREATE OR REPLACE FUNCTION seats_try_exact(p_tier_id uuid, p_seat_nos integer[]) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        IF (SELECT count(*) FROM (SELECT 1 FROM seats WHERE tier_id = p_tier_id AND seat_no = ANY (p_seat_nos)
+                                    AND reservation_id IS NULL
+                                  ORDER BY seat_no FOR UPDATE SKIP LOCKED) locked) = cardinality(p_seat_nos) THEN
+            RETURN true;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'TK002';
+    EXCEPTION WHEN SQLSTATE 'TK002' THEN
+        RETURN false;
+    END;
+END
+$$;
+
+-- Step 2's window: locks (SKIP LOCKED) up to p_size free seats from seat p_from on, finds the
+-- first block among them, and lets go of all of them (a subtransaction rolled back). Returns the
+-- block (NULL: none among them) and the seats it could lock.
+CREATE OR REPLACE FUNCTION seats_window_block(p_tier_id uuid, p_quantity integer, p_from integer, p_size integer,
+                                              OUT v_block integer[], OUT v_seen integer[])
+LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        v_seen := ARRAY(SELECT seat_no FROM seats
+                        WHERE tier_id = p_tier_id AND reservation_id IS NULL AND seat_no >= p_from
+                        ORDER BY seat_no LIMIT p_size FOR UPDATE SKIP LOCKED);
+        SELECT ARRAY(SELECT generate_series(first.seat_no, first.seat_no + p_quantity - 1)) INTO v_block
+        FROM (SELECT seat_no FROM (
+                  SELECT seat_no, row_no, lead(seat_no, p_quantity - 1) OVER w AS last_no,
+                         lead(row_no, p_quantity - 1) OVER w AS last_row
+                  FROM seats WHERE tier_id = p_tier_id AND seat_no = ANY (v_seen)
+                  WINDOW w AS (ORDER BY seat_no)) runs
+              WHERE last_no = seat_no + p_quantity - 1 AND (p_quantity = 1 OR last_row = row_no)
+              ORDER BY seat_no LIMIT 1) first;
+        RAISE EXCEPTION USING ERRCODE = 'TK002';
+    EXCEPTION WHEN SQLSTATE 'TK002' THEN
+        RETURN;
+    END;
+END
+$$;
+
+-- Best available (steps 1-3 above): locks and returns p_quantity seats, ascending, or NULL when
+-- fewer are free (nothing kept locked that matters: the caller refuses and commits).
+CREATE OR REPLACE FUNCTION seats_choose_best(p_tier_id uuid, p_quantity integer) RETURNS integer[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    -- Lapsed holds' seats are looked at only when the tier has any (an index probe: hold_lapsed is
+    -- an index bound), so that the free seats' index alone is the fast path.
+    v_lapsed boolean := EXISTS (SELECT 1 FROM reservations
+                                WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at));
+    v_front  integer[];
+    v_kept   boolean;
+    v_block  integer[];
+    v_seen   integer[];
+    v_from   integer;
+    v_busy   integer[] := '{}';
+BEGIN
+    -- 1. front
+    SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, true);
+    IF v_kept THEN
+        RETURN v_front;  -- kept locked by seats_try_front
+    END IF;
+    IF cardinality(v_front) = p_quantity THEN
+        -- 2. block, from the first block of free seats there is (a read: some may be in claims in
+        -- flight, which the window's SKIP LOCKED tells apart).
+        FOR attempt IN 1..6 LOOP
+            v_from := (seats_first_block(p_tier_id, p_quantity, 1, v_busy))[1];
+            IF v_from IS NULL THEN
+                -- No block anywhere: the front-most free seats.
+                SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, false);
+                IF v_kept THEN
+                    RETURN v_front;
+                END IF;
+                EXIT;
+            END IF;
+            SELECT * INTO v_block, v_seen FROM seats_window_block(p_tier_id, p_quantity, v_from, 4 * p_quantity + 12);
+            IF v_block IS NOT NULL AND seats_try_exact(p_tier_id, v_block) THEN
+                RETURN v_block;
+            END IF;
+            -- What the window could not lock is being claimed by others; so is a block taken meanwhile.
+            v_busy := v_busy || coalesce(v_block, '{}') || ARRAY(
+                SELECT seat_no FROM seats
+                WHERE tier_id = p_tier_id AND reservation_id IS NULL AND seat_no >= v_from
+                  AND seat_no <= coalesce(v_seen[cardinality(v_seen)], v_from + p_quantity - 1)
+                  AND seat_no <> ALL (v_seen));
+        END LOOP;
+    END IF;
+    -- 3. wait: the first free seats, once the claims in flight on them have ended.
+    SELECT array_agg(seat_no ORDER BY seat_no) INTO v_front FROM (
+        SELECT seat_no FROM seats WHERE tier_id = p_tier_id AND reservation_id IS NULL
+        ORDER BY seat_no LIMIT p_quantity FOR UPDATE) waited;
+    IF cardinality(v_front) = p_quantity THEN
+        RETURN v_front;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Claims the seats of a new hold: the named ones (p_seat_nos) or the best available. Returns
+-- {"outcome": "claimed", "seats": [labels in seat order]}, or a refusal: seats_unavailable with
+-- unavailable_seats, or "short" (fewer free seats than asked).
+CREATE OR REPLACE FUNCTION seats_claim(p_tier_id uuid, p_seat_nos integer[], p_quantity integer,
+                                       p_reservation_id uuid) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_taken text[];
+    v_seats  integer[] := p_seat_nos;
+    v_labels jsonb;
+BEGIN
+    IF p_seat_nos IS NOT NULL THEN
+        v_taken := seats_lock_named(p_tier_id, p_seat_nos);
+        IF cardinality(v_taken) > 0 THEN
+            RETURN jsonb_build_object('outcome', 'seats_unavailable', 'unavailable_seats', to_jsonb(v_taken));
+        END IF;
+    ELSE
+        v_seats := seats_choose_best(p_tier_id, p_quantity);
+        IF v_seats IS NULL THEN
+            RETURN jsonb_build_object('outcome', 'short');
+        END IF;
+    END IF;
+    WITH claimed AS (
+        UPDATE seats SET reservation_id = p_reservation_id
+        WHERE tier_id = p_tier_id AND seat_no = ANY (v_seats)
+        RETURNING seat_no, label)
+    SELECT jsonb_agg(label ORDER BY seat_no) INTO v_labels FROM claimed;
+    RETURN jsonb_build_object('outcome', 'claimed', 'seats', v_labels);
+END
+$$;
+
+-- Frees the seats these reservations still have (a cancel, an expiry, a claim undone), locking
+-- them in seat order. The caller holds the reservations' rows (or made them).
+CREATE OR REPLACE FUNCTION seats_release(p_reservations uuid[]) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE seats s SET reservation_id = NULL, sold = false
+    FROM (SELECT s.tier_id, s.seat_no FROM seats s
+          JOIN reservations r ON r.tier_id = s.tier_id AND s.label = ANY (r.seats)
+          WHERE r.reservation_id = ANY (p_reservations) AND s.reservation_id = r.reservation_id
+          ORDER BY s.tier_id, s.seat_no FOR UPDATE OF s) mine
+    WHERE s.tier_id = mine.tier_id AND s.seat_no = mine.seat_no AND s.reservation_id = ANY (p_reservations)
+$$;
+
+-- A confirm sells the hold's seats (the caller holds its row): true when the hold still has all
+-- p_quantity of them. False when a buyer took one over after the hold lapsed: nothing is sold.
+CREATE OR REPLACE FUNCTION seats_sell(p_reservation_id uuid, p_quantity integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_sold integer;
+BEGIN
+    WITH mine AS (
+        SELECT s.tier_id, s.seat_no FROM seats s JOIN reservations r ON r.tier_id = s.tier_id AND s.label = ANY (r.seats)
+        WHERE r.reservation_id = p_reservation_id AND s.reservation_id = p_reservation_id
+        ORDER BY s.seat_no FOR UPDATE OF s)
+    UPDATE seats s SET sold = true FROM mine
+    WHERE s.tier_id = mine.tier_id AND s.seat_no = mine.seat_no AND s.reservation_id = p_reservation_id;
+    GET DIAGNOSTICS v_sold = ROW_COUNT;
+    IF v_sold < p_quantity THEN
+        RAISE EXCEPTION USING ERRCODE = 'TK003';
+    END IF;
+    RETURN true;
+EXCEPTION WHEN SQLSTATE 'TK003' THEN
+    RETURN false;
+END
+$$;
+
+-- A tier's seat map: every seat in order of preference, with its status now (held: a live hold).
+CREATE OR REPLACE FUNCTION tier_seat_map(p_event_id uuid, p_tier_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_tier tiers%ROWTYPE;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM events WHERE event_id = p_event_id) THEN
+        RETURN jsonb_build_object('outcome', 'event_not_found');
+    END IF;
+    SELECT * INTO v_tier FROM tiers WHERE tier_id = p_tier_id AND event_id = p_event_id;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('outcome', 'tier_not_found');
+    ELSIF v_tier.seating <> 'assigned' THEN
+        RETURN jsonb_build_object('outcome', 'not_assigned_seating');
+    END IF;
+    RETURN jsonb_build_object('outcome', 'map', 'seat_map', jsonb_build_object(
+        'tier_id', p_tier_id,
+        'seats', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'seat', label, 'row', row_label, 'number', number,
+                      'status', seat_status(reservation_id, sold)) ORDER BY seat_no), '[]'::jsonb)
+                  FROM seats WHERE tier_id = p_tier_id)));
+END
+$$;
