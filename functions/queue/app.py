@@ -11,8 +11,10 @@ from tickets.domain import queue
 from tickets.edge.buyers import DeviceId, buyer
 from tickets.edge.http import create_app, http_handler, json_response, organizer_only, route_responses
 from tickets.models import QueueEntry, QueueStatistics
+from tickets.store import queue_records
 
 app = create_app()
+queue_records.prepare()  # in the init phase, not in the first buyer's request
 
 _JOINED = route_responses(201, QueueEntry, "The buyer's new entry, in its current state", refusals=queue.JOIN_REFUSALS)
 _JOINED[200] = {"description": "The entry this buyer (by fingerprint) already has, in its current state",

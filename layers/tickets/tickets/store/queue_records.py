@@ -16,6 +16,7 @@ The domain (tickets.domain.queue) says why; this module only reads and writes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
@@ -33,13 +34,22 @@ LANES = 10
 RETENTION_SECONDS = 7 * 24 * 60 * 60  # items are removed by TTL a week after their last write
 
 
-# Made at import, in Lambda's init phase (and before the local stage forks its workers): building
-# boto3's resource reads its service model, a second or more that no request should wait for.
-_TABLE = boto3.resource("dynamodb", config=DYNAMODB_CLIENT).Table(settings().queue_table)
-
-
+@functools.cache
 def _table() -> Any:
-    return _TABLE
+    """The table's boto3 resource, made once per environment. Building it reads boto3's service model,
+    a second or more: the queue function makes it at import (prepare), in Lambda's init phase and
+    before the local stage forks its workers; reserve, which imports the queue only to check an
+    admission's signature, never does."""
+    return _resource().Table(settings().queue_table)
+
+
+@functools.cache
+def _resource() -> Any:
+    return boto3.resource("dynamodb", config=DYNAMODB_CLIENT)
+
+
+def prepare() -> None:
+    _table()
 
 
 def _conditional_failed(error: ClientError) -> bool:
@@ -138,13 +148,25 @@ def next_arrival(event_id: str, lane: int, counter: str, now: float) -> int:
     return int(answer["Attributes"]["n"])
 
 
+def _get_many(keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The items of `keys` that exist, read consistently, 100 keys a call (BatchGetItem)."""
+    found: list[dict[str, Any]] = []
+    name = settings().queue_table
+    for start in range(0, len(keys), 100):
+        request: dict[str, Any] = {name: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
+        while request:
+            with _unavailable():
+                answer = _resource().batch_get_item(RequestItems=request)
+            found.extend(_plain(item) for item in answer.get("Responses", {}).get(name, []))
+            request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
 def pre_opening_counts(event_id: str) -> list[int]:
-    """Each lane's count of entries made before the opening (consistent reads, after the margin)."""
+    """Each lane's count of entries made before the opening (one batch read, after the margin)."""
     counts = [0] * LANES
-    for lane in range(LANES):
-        with _unavailable():
-            item = _table().get_item(Key={"pk": f"N#{event_id}#{lane}", "sk": "P"}, ConsistentRead=True).get("Item")
-        counts[lane] = int(item["n"]) if item else 0
+    for item in _get_many([{"pk": f"N#{event_id}#{lane}", "sk": "P"} for lane in range(LANES)]):
+        counts[int(str(item["pk"]).rsplit("#", 1)[1])] = int(item["n"])
     return counts
 
 
@@ -152,8 +174,16 @@ def slot_counter(slot: int) -> str:
     return f"S{slot:012d}"
 
 
+# Up to this many slots (10 s) are read key by key in one batch; a longer stretch (the cursor idle
+# for a while) is read by a range query per lane, which finds only the slots that had arrivals.
+BATCH_SLOTS = 100
+
+
 def slot_counts(event_id: str, first: int, end: int) -> dict[int, int]:
-    """The arrival counts of the slots first <= slot < end that had arrivals (a query per lane)."""
+    """The arrival counts of the slots first <= slot < end that had arrivals."""
+    if end - first <= BATCH_SLOTS:
+        keys = [{"pk": f"N#{event_id}#{slot % LANES}", "sk": slot_counter(slot)} for slot in range(first, end)]
+        return {int(str(item["sk"])[1:]): int(item["n"]) for item in _get_many(keys)}
     counts: dict[int, int] = {}
     for lane in range(LANES):
         query: dict[str, Any] = {
