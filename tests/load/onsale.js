@@ -1,6 +1,6 @@
 // On-sale through the waiting room: BUYERS buyers (2,000) join the queue of an event of SEATS seats
 // (200) with a waiting room admitting ADMIT_PER_MINUTE (1,200) a minute. Sales open OPEN_IN_S
-// seconds (20) after setup, so that the crowd joins before the opening (a lottery); each buyer polls
+// seconds (30) after setup, so that the crowd joins before the opening (a lottery); each buyer polls
 // with back-off until its entry is admitted, then reserves 1 seat with the X-Admission-Token and
 // confirms it. Every fifth buyer first tries to reserve without an admission, and with a forged one.
 // The run fails (k6 exits 99) unless: SEATS seats are sold and no more; no reserve is accepted
@@ -24,9 +24,9 @@ const BUYERS = intEnv('BUYERS', 2000);
 const SEATS = intEnv('SEATS', 200);
 const ADMIT_PER_MINUTE = intEnv('ADMIT_PER_MINUTE', 1200);
 const ADMISSION_SECONDS = intEnv('ADMISSION_SECONDS', 120);
-const OPEN_IN_S = intEnv('OPEN_IN_S', 20);
+const OPEN_IN_S = intEnv('OPEN_IN_S', 30);
 const POLL_FLOOR_S = floatEnv('POLL_FLOOR_S', 1); // the shortest wait between polls
-const POLL_CEILING_S = floatEnv('POLL_CEILING_S', 10); // the longest (the back-off's cap)
+const POLL_CEILING_S = floatEnv('POLL_CEILING_S', 30); // the longest (the back-off's cap)
 const MAX_DURATION = __ENV.MAX_DURATION || '6m';
 const GIVE_UP_S = intEnv('GIVE_UP_S', 300); // a buyer stops polling this long after joining (and fails the run)
 const WINDOWS = intEnv('WINDOWS', 40); // 10-s windows watched from the opening (40: 6 min 40 s)
@@ -136,12 +136,11 @@ export default function (data) {
   if (vu % 5 === 0) tryWithoutAdmission(data, vu);
 
   let polls = 0;
-  let pause = POLL_FLOOR_S;
   while (entry.state === 'waiting') {
-    // Back off: about a third of the estimate, within [POLL_FLOOR_S, POLL_CEILING_S], growing by half
-    // each poll while the estimate says nothing better, with jitter so that pollers spread out.
-    const hinted = Math.max(POLL_FLOOR_S, Math.min(POLL_CEILING_S, (entry.estimated_wait_seconds || 0) / 3));
-    pause = Math.min(hinted, Math.max(POLL_FLOOR_S, pause * 1.5));
+    // Back off by the server's estimate: half of it, within [POLL_FLOOR_S, POLL_CEILING_S], with
+    // jitter so that pollers spread out (a buyer far back polls twice a minute, one near the front
+    // every second).
+    const pause = Math.max(POLL_FLOOR_S, Math.min(POLL_CEILING_S, (entry.estimated_wait_seconds || 0) / 2));
     sleep(pause * (0.75 + Math.random() * 0.5));
     if (Date.now() - joinedAt > GIVE_UP_S * 1000) break;
     const res = http.get(`${API_URL}/events/${data.eventId}/queue/${entry.queue_token}`, { tags: { name: 'poll' } });
