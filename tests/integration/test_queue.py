@@ -216,14 +216,15 @@ def test_entries_before_the_opening_are_admitted_in_a_random_order(api: Api, clo
 
 
 def test_entries_after_the_opening_keep_their_arrival_order(api: Api, clock: Clock) -> None:
-    event = room_event(api)
+    event = room_event(api, per_minute=1)  # nobody admitted for a minute: positions are ranks
     tokens = []
-    for n in range(30):  # several to a 100 ms slot, over 16 slots and two lanes' worth of seconds
+    for n in range(40):  # several to a 100 ms slot, some slots empty, over 7 seconds
         tokens += joined(api, event, [f"late-{n}"])
-        clock.advance(0.05)
+        clock.advance(0.03 if n % 4 else 0.45)
+        poll(api, event, tokens[0])  # the cursor advances (and seals seconds) as the polls come
     clock.advance(MARGIN + 1)
     positions = [poll(api, event, token)["position"] for token in tokens]
-    assert positions == list(range(1, 31))
+    assert positions == list(range(1, 41))
 
 
 # ----- pacing -----

@@ -11,8 +11,8 @@ the opening is past by SEAL_MARGIN_SECONDS, no such join can still take a number
 counts are final and the entries are ranked by a keyed random permutation of their places (a
 Feistel network over [0, N), keyed by a seed drawn then): a lottery, where arriving early before
 the opening gives no edge. An entry made after the opening is counted in its 100 ms slot's
-counter, which numbers the slot's arrivals in the order they reached it; a slot is sealed
-SEAL_MARGIN_SECONDS after it ends, and its entries are ranked after all earlier ones: arrival order.
+counter, which numbers the slot's arrivals in the order they reached it; a second's slots are
+sealed SEAL_MARGIN_SECONDS after it ends, and their entries ranked after all earlier ones: arrival order.
 
 Pacing. The cursor is the number of ranks admitted. While the event is open it grows at
 admit_per_minute / 60 a second, read by every poll as C + rate * (now - T) (at most 2 s past
@@ -268,7 +268,8 @@ def _advance(event: QueueEvent, now: float) -> Cursor:
         pre_counts, seed = tuple(records.pre_opening_counts(event.event_id)), secrets.token_hex(16)
         ranked += sum(pre_counts)
     if pre_counts is not None:
-        seal_end = math.floor((now - SEAL_MARGIN_SECONDS - event.opening) * SLOTS_PER_SECOND)
+        # Whole seconds only: a rank page (a second's slots) is written once, complete.
+        seal_end = math.floor(now - SEAL_MARGIN_SECONDS - event.opening) * SLOTS_PER_SECOND
         if seal_end > sealed:
             pages: dict[int, dict[int, int]] = {}
             for slot, arrivals in sorted(records.slot_counts(event.event_id, sealed, seal_end).items()):
@@ -349,7 +350,7 @@ def _standing(event: QueueEvent, token: str, entry: dict[str, Any], now: float, 
         ahead, until_ranked = (number - 1) * records.LANES, event.opening + SEAL_MARGIN_SECONDS - now
     else:  # its slot is not sealed yet: those ranked and not admitted, and its slot's earlier arrivals
         ahead = cursor.ranked - crossed + number - 1
-        until_ranked = event.opening + (slot + 1) / SLOTS_PER_SECOND + SEAL_MARGIN_SECONDS - now
+        until_ranked = event.opening + slot // SLOTS_PER_SECOND + 1 + SEAL_MARGIN_SECONDS - now
     position = max(ahead, 0) + 1
     wait = math.ceil(position / event.rate + max(until_ranked, 0.0))
     return _Standing("waiting", position=position, wait_seconds=wait)
