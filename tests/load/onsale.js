@@ -1,6 +1,6 @@
 // On-sale through the waiting room: BUYERS buyers (2,000) join the queue of an event of SEATS seats
 // (200) with a waiting room admitting ADMIT_PER_MINUTE (1,200) a minute. Sales open OPEN_IN_S
-// seconds (30) after setup, so that the crowd joins before the opening (a lottery); each buyer polls
+// seconds (45) after setup, so that the crowd joins before the opening (a lottery); each buyer polls
 // with back-off until its entry is admitted, then reserves 1 seat with the X-Admission-Token and
 // confirms it. Every fifth buyer first tries to reserve without an admission, and with a forged one.
 // The run fails (k6 exits 99) unless: SEATS seats are sold and no more; no reserve is accepted
@@ -24,12 +24,15 @@ const BUYERS = intEnv('BUYERS', 2000);
 const SEATS = intEnv('SEATS', 200);
 const ADMIT_PER_MINUTE = intEnv('ADMIT_PER_MINUTE', 1200);
 const ADMISSION_SECONDS = intEnv('ADMISSION_SECONDS', 120);
-const OPEN_IN_S = intEnv('OPEN_IN_S', 30);
+const OPEN_IN_S = intEnv('OPEN_IN_S', 45);
 const POLL_FLOOR_S = floatEnv('POLL_FLOOR_S', 1); // the shortest wait between polls
 const POLL_CEILING_S = floatEnv('POLL_CEILING_S', 30); // the longest (the back-off's cap)
-const MAX_DURATION = __ENV.MAX_DURATION || '6m';
-const GIVE_UP_S = intEnv('GIVE_UP_S', 300); // a buyer stops polling this long after joining (and fails the run)
-const WINDOWS = intEnv('WINDOWS', 40); // 10-s windows watched from the opening (40: 6 min 40 s)
+const MAX_DURATION = __ENV.MAX_DURATION || '9m';
+const GIVE_UP_S = intEnv('GIVE_UP_S', 420); // a buyer stops polling this long after joining (and fails the run)
+const WINDOWS = intEnv('WINDOWS', 54); // 10-s windows watched from the opening (54: 9 min)
+
+// A local stage queues requests while its workers are busy rather than refusing them: wait.
+const WAIT = __ENV.REQUEST_TIMEOUT || '180s';
 
 if (BUYERS < 1 || SEATS < 1 || ADMIT_PER_MINUTE < 1) throw new Error('BUYERS, SEATS, ADMIT_PER_MINUTE must be >= 1');
 
@@ -108,7 +111,7 @@ function reserve(data, vu, admission, attempt) {
     'X-Device-Id': `${data.runId}-buyer-${vu}` });
   if (admission !== null) headers['X-Admission-Token'] = admission;
   return http.post(`${API_URL}/events/${data.eventId}/reservations`, JSON.stringify({ quantity: 1 }),
-    { headers, tags: { name: attempt === 'admitted' ? 'reserve' : 'reserve_unadmitted' } });
+    { headers, tags: { name: attempt === 'admitted' ? 'reserve' : 'reserve_unadmitted' }, timeout: WAIT });
 }
 
 /** Every fifth buyer tries the door without an admission and with a forged one: both must be 403. */
@@ -128,7 +131,7 @@ export default function (data) {
   const vu = exec.vu.idInTest;
   const device = { 'X-Device-Id': `${data.runId}-buyer-${vu}` };
   const joined = http.post(`${API_URL}/events/${data.eventId}/queue`, null,
-    { headers: jsonHeaders(device), tags: { name: 'join' } });
+    { headers: jsonHeaders(device), tags: { name: 'join' }, timeout: WAIT });
   if (joined.status !== 201) { unexpected('join', joined); return; }
   joins.add(1);
   const joinedAt = Date.now();
@@ -143,8 +146,9 @@ export default function (data) {
     const pause = Math.max(POLL_FLOOR_S, Math.min(POLL_CEILING_S, (entry.estimated_wait_seconds || 0) / 2));
     sleep(pause * (0.75 + Math.random() * 0.5));
     if (Date.now() - joinedAt > GIVE_UP_S * 1000) break;
-    const res = http.get(`${API_URL}/events/${data.eventId}/queue/${entry.queue_token}`, { tags: { name: 'poll' } });
+    const res = http.get(`${API_URL}/events/${data.eventId}/queue/${entry.queue_token}`, { tags: { name: 'poll' }, timeout: WAIT });
     polls += 1;
+    if (res.status === 0) { unexpected('poll', res); break; } // no answer (timeout, run interrupted)
     if (res.status !== 200) { unexpected('poll', res); continue; }
     entry = body(res);
   }
@@ -170,7 +174,7 @@ export default function (data) {
   const hold = body(held);
   const sold = http.post(`${API_URL}/reservations/${hold.reservation_id}/confirm`,
     JSON.stringify({ payment_token: 'tok_visa' }),
-    { headers: holderHeaders(hold, { 'Idempotency-Key': `${data.runId}-confirm-${vu}` }), tags: { name: 'confirm' } });
+    { headers: holderHeaders(hold, { 'Idempotency-Key': `${data.runId}-confirm-${vu}` }), tags: { name: 'confirm' }, timeout: WAIT });
   if (sold.status === 200) seatsConfirmed.add((body(sold).tickets || []).length);
   else unexpected('confirm', sold);
 }
