@@ -35,8 +35,9 @@ from localstage.lambda_runtime import ROOT, Handler, LambdaContext, load_handler
 log = logging.getLogger("localstage")
 
 # Lambda gives the init phase (imports, module-level clients) its own limit, apart from the
-# function's timeout; locally it is more generous, since several functions may start at once.
-INIT_TIMEOUT_SECONDS = 30.0
+# function's timeout; locally it is more generous, since several functions may start at once (and
+# LOCAL_STAGE_INIT_TIMEOUT raises it on a machine busy with other work).
+INIT_TIMEOUT_SECONDS = float(os.environ.get("LOCAL_STAGE_INIT_TIMEOUT") or 30.0)
 STOP_GRACE_SECONDS = 2.0
 
 
