@@ -87,7 +87,7 @@ function expect(res, status) {
   }
 }
 
-const unique = (data, what) => `${data.runId}-${what}-${exec.vu.idInTest}-${exec.vu.iterationInScenario}`;
+const unique = (data, what) => `${data.runId}-${what}-${exec.scenario.name}-${exec.vu.idInTest}-${exec.vu.iterationInScenario}`;
 
 export function join(data) {
   expect(http.post(`${API_URL}/events/${data.joinEvent}/queue`, null,
@@ -129,5 +129,5 @@ export function handleSummary(data) {
       + `${(rows[p].p95_ms || 0).toFixed(1)} | ${rows[p].rate_vs_reserve.toFixed(2)} |`),
   ];
   const facts = [`target ${API_URL}, ${VUS} VUs, ${PHASE_S} s per phase`, '', ...table];
-  return summaryOutputs('bench-queue', data, { vus: VUS, phase_seconds: PHASE_S, phases: rows }, facts);
+  return summaryOutputs('bench_queue', data, { vus: VUS, phase_seconds: PHASE_S, phases: rows }, facts);
 }
