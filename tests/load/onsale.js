@@ -183,7 +183,12 @@ export default function (data) {
 export function teardown(data) {
   if (!data || !data.eventId) return;
   const availability = http.get(`${API_URL}/events/${data.eventId}/availability`, { tags: { name: 'teardown' } });
-  const stats = http.get(`${API_URL}/events/${data.eventId}/queue`, { headers: staffHeaders(), tags: { name: 'teardown' } });
+  let stats;
+  for (let attempt = 1; attempt <= 5; attempt += 1) { // it reads every entry: a busy stage may time out
+    stats = http.get(`${API_URL}/events/${data.eventId}/queue`, { headers: staffHeaders(), tags: { name: 'teardown' }, timeout: WAIT });
+    if (stats.status !== 503) break;
+    sleep(5);
+  }
   if (availability.status !== 200 || stats.status !== 200) {
     bookViolations.add(1);
     console.error(`teardown: ${describe(availability)} / ${describe(stats)}`);
