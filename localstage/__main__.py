@@ -6,7 +6,8 @@ With no arguments: runs the local stage (see localstage/stage.py) until Ctrl-C o
 Environment: PORT (3000), TICKETS_ADMIN_TOKEN (generated when unset), DATABASE_URL (an existing
 server instead of the private cluster), LOCAL_STAGE_DIR (state: <repo>/.local),
 LOCAL_STAGE_CONCURRENCY (workers per function: 8), LOCAL_STAGE_EXPIRY_INTERVAL (seconds between
-scheduled runs, instead of the template's rate), LOCAL_STAGE_LOG_LEVEL (INFO).
+scheduled runs, instead of the template's rate), LOCAL_STAGE_LOG_LEVEL (INFO), LOCAL_STAGE_INIT_TIMEOUT
+(seconds a function's init may take: 30).
 """
 
 from __future__ import annotations

@@ -72,6 +72,12 @@ SAMPLES: list[tuple[str, str, str, dict[str, str], dict[str, str], dict[str, Any
      {**JSON, "idempotency-key": "sample-reserve-0002", "x-device-id": "sample-device-0002"},
      {"seats": ["C-5", "C-6"]}),
     ("check_in", "POST", "/tickets/{ticket_code}/check-in", {"ticket_code": DEMO_TICKET_CODE}, ORGANIZER, None),
+    # The demo event has no waiting room: these answer 422 no_waiting_room / 404 until an event has one.
+    ("join_queue", "POST", "/events/{event_id}/queue", {"event_id": DEMO_EVENT_ID},
+     {"x-device-id": "sample-device-0001"}, None),
+    ("poll_queue", "GET", "/events/{event_id}/queue/{queue_token}",
+     {"event_id": DEMO_EVENT_ID, "queue_token": "the-queue_token-of-join"}, {}, None),
+    ("queue_statistics", "GET", "/events/{event_id}/queue", {"event_id": DEMO_EVENT_ID}, ORGANIZER, None),
 ]
 
 

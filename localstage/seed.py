@@ -9,6 +9,7 @@ The rest of localstage reads template.yaml. The demo event is what the sample ev
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +22,15 @@ from tickets.store.migrate import apply_migrations
 
 # template.yaml's tables, locally, under the names the layer's settings default to: a process that
 # sets no IDEMPOTENCY_TABLE (the tests) uses the table the stage creates.
-TABLE_NAMES = {"IdempotencyTable": str(Settings.model_fields["idempotency_table"].default)}
+TABLE_NAMES = {"IdempotencyTable": str(Settings.model_fields["idempotency_table"].default),
+               "QueueTable": str(Settings.model_fields["queue_table"].default)}
 
 _VARIABLES = {name: str(field.alias) for name, field in Settings.model_fields.items()}  # field -> variable
 ADMIN_TOKEN_VARIABLE = _VARIABLES["admin_token"]  # also how the stage's token is chosen
+ADMISSION_SECRET_VARIABLE = _VARIABLES["admission_secret"]
+# The key of the waiting room's admission tokens (a Secrets Manager secret on AWS): the developer's
+# when set, else one drawn for this process, which every function it starts shares.
+_ADMISSION_SECRET = os.environ.get(ADMISSION_SECRET_VARIABLE) or secrets.token_urlsafe(32)
 
 DEMO_EVENT_ID = "11111111-1111-4111-8111-111111111111"
 DEMO_TIER_ID = "22222222-2222-4222-8222-222222222222"
@@ -44,10 +50,11 @@ DEMO_SEATED_EVENT = EventCreate.model_validate({
 
 
 def local_settings(database_url: str, admin_token: str) -> dict[str, str]:
-    """The functions' settings that differ locally: where AWS has RDS Proxy with IAM sign-in and a
-    Secrets Manager token, the stage has a database URL and a token of its own; PAYMENT_PROVIDER
-    passes through from the developer's environment."""
-    env = {_VARIABLES["database_url"]: database_url, ADMIN_TOKEN_VARIABLE: admin_token}
+    """The functions' settings that differ locally: where AWS has RDS Proxy with IAM sign-in and
+    Secrets Manager secrets, the stage has a database URL, a token and an admission key of its own;
+    PAYMENT_PROVIDER passes through from the developer's environment."""
+    env = {_VARIABLES["database_url"]: database_url, ADMIN_TOKEN_VARIABLE: admin_token,
+           ADMISSION_SECRET_VARIABLE: os.environ.get(ADMISSION_SECRET_VARIABLE) or _ADMISSION_SECRET}
     provider = _VARIABLES["payment_provider"]
     if os.environ.get(provider):
         env[provider] = os.environ[provider]

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("localstage")
 
 # Lambda gives the init phase (imports, module-level clients) its own limit, apart from the
-# function's timeout; locally it is more generous, since several functions may start at once.
-INIT_TIMEOUT_SECONDS = 30.0
+# function's timeout; locally it is more generous, since several functions may start at once (and
+# LOCAL_STAGE_INIT_TIMEOUT raises it on a machine busy with other work).
+INIT_TIMEOUT_SECONDS = float(os.environ.get("LOCAL_STAGE_INIT_TIMEOUT") or 30.0)
 STOP_GRACE_SECONDS = 2.0
 
 
@@ -321,14 +322,17 @@ class FunctionPool:
 def _preload_first_use() -> None:
     """What the layer leaves to a function's first request (README, "Cold starts"), done here once:
     psycopg for the functions that import the store, the idempotency table's client (boto3,
-    botocore) for those that import its module, the models' validators. On Lambda each environment
-    pays it in its own first request; forked from this one process, fifty cold workers would all
-    pay it at the same moment, on this machine's few cores, inside their invocations' timeouts."""
+    botocore) for those that import its module, the queue table's resource, the models' validators.
+    On Lambda each environment pays it in its own first request; forked from this one process,
+    fifty cold workers would all pay it at the same moment, on this machine's few cores, inside
+    their invocations' timeouts."""
     if "tickets.store.db" in sys.modules or "tickets.store.migrate" in sys.modules:
         importlib.import_module("psycopg")
     records = sys.modules.get("tickets.store.idempotency_records")
     if records is not None:
         records.persistence_store()
+    if "tickets.domain.queue" in sys.modules:  # the queue function: its table's resource
+        importlib.import_module("tickets.store.queue_records").prepare()
     models = sys.modules.get("tickets.models")
     if models is not None:
         for model in vars(models).values():

@@ -37,6 +37,7 @@ os.environ.update({
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "TICKETS_ADMIN_TOKEN": ADMIN_TOKEN,
+    "TICKETS_ADMISSION_SECRET": "test-admission-secret-0123456789",
     "PAYMENT_PROVIDER": "test",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "Tickets",

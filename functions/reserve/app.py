@@ -20,10 +20,9 @@ app = create_app()
                                     refusals=[*reservations.RESERVE_REFUSALS, *IDEMPOTENT_REFUSALS]))
 def reserve(event_id: str, request: ReserveRequest, idempotency_key: IdempotencyKey, device_id: DeviceId = None,
             admission_token: AdmissionToken = None) -> Response[dict[str, Any]]:
-    # admission_token: declared for the contract's waiting room, which this server does not serve yet.
     who = buyer(app.current_event, device_id)
     return respond_once(app, status=201, caller=who.fingerprint, key=idempotency_key,
-                        operation=lambda key: reservations.reserve(event_id, request, who, key))
+                        operation=lambda key: reservations.reserve(event_id, request, who, key, admission_token))
 
 
 lambda_handler = http_handler(app)

@@ -35,6 +35,8 @@ def stage_env(directory: Path, port: int, **extra: str) -> dict[str, str]:
         "LOCAL_STAGE_EXPIRY_INTERVAL": "1",
         "PYTHONUNBUFFERED": "1",
     })
+    if os.environ.get("LOCAL_STAGE_INIT_TIMEOUT"):  # the machine's pace, not a setting under test
+        env["LOCAL_STAGE_INIT_TIMEOUT"] = os.environ["LOCAL_STAGE_INIT_TIMEOUT"]
     env.update(extra)
     return env
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the k6 load scripts of this folder (checkout_race, scanner_stress) and says where their
+# Runs the k6 load scripts of this folder (checkout_race, scanner_stress, onsale) and says where their
 # JSON summaries went. Exits non-zero when any run failed (k6: 99 = a threshold was crossed).
 #
 #   tests/load/run.sh                      # a local stage of its own (free port, own state dir)
@@ -18,7 +18,7 @@ RESULTS_DIR="${RESULTS_DIR:-$HERE/results}"
 PORTS="${LOAD_STAGE_PORTS:-3201-3299}"   # where a local stage of ours may listen
 START_TIMEOUT="${LOAD_STAGE_START_TIMEOUT:-180}"
 
-if [[ $# -gt 0 ]]; then SCRIPTS=("$@"); else SCRIPTS=(checkout_race scanner_stress); fi
+if [[ $# -gt 0 ]]; then SCRIPTS=("$@"); else SCRIPTS=(checkout_race scanner_stress onsale); fi
 for s in "${SCRIPTS[@]}"; do
   [[ -f "$HERE/$s.js" ]] || { echo "run.sh: no script tests/load/$s.js" >&2; exit 2; }
 done

@@ -15,8 +15,6 @@ CONTRACT = ROOT.parent / "shared" / "API.md"
 # Codes of ../shared/API.md for features not built yet, each with the issue that builds it.
 # Remove a code from here when its feature lands: from then on it must be in the catalogue.
 NOT_YET_BUILT = {
-    "admission_required": "waiting room", "admission_invalid": "waiting room", "admission_expired": "waiting room",
-    "no_waiting_room": "waiting room", "queue_entry_not_found": "waiting room",
 }
 # Codes the catalogue has that the contract does not name (it allows more): why each exists.
 BEYOND_THE_CONTRACT = {

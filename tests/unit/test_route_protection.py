@@ -26,7 +26,8 @@ def test_template_code_and_openapi_agree_route_by_route() -> None:
         assert in_template == in_code == in_openapi, route.route_key
         assert ("401" in operation["responses"]) == in_openapi, route.route_key
     assert {route.route_key for route in routes if route.authorizer} == {
-        "POST /events", "POST /events/{event_id}/offers", "POST /tickets/{ticket_code}/check-in"}
+        "POST /events", "POST /events/{event_id}/offers", "POST /tickets/{ticket_code}/check-in",
+        "GET /events/{event_id}/queue"}
 
 
 # The headers of shared/API.md, route by route (name: required). X-Reservation-Secret is optional to
@@ -37,6 +38,7 @@ CONTRACT_HEADERS = {
     "POST /reservations/{reservation_id}/confirm": {"idempotency-key": True, "x-reservation-secret": False},
     "DELETE /reservations/{reservation_id}": {"idempotency-key": False, "x-reservation-secret": False},
     "GET /reservations/{reservation_id}": {"x-reservation-secret": False},
+    "POST /events/{event_id}/queue": {"x-device-id": False},
 }
 
 

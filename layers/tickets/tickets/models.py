@@ -124,6 +124,13 @@ class QuotaCreate(RequestModel):
     tiers: Annotated[list[Name], Field(min_length=1, max_length=20, description="Names of this request's tiers")]
 
 
+class WaitingRoomSettings(RequestModel):
+    admit_per_minute: Annotated[StrictInt, Field(ge=1, le=100_000, description=(
+        "Entries admitted per minute at most, spread evenly (in any 10 s at most admit_per_minute / 6 + 1)"))]
+    admission_seconds: Annotated[StrictInt, Field(ge=30, le=3600, description=(
+        "How long an admission lets its holder reserve"))]
+
+
 class EventCreate(RequestModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "name": "Spring Gala", "venue": "Hall A", "starts_at": "2030-04-01T19:00:00Z", "currency": "EUR",
@@ -144,6 +151,8 @@ class EventCreate(RequestModel):
     quotas: Annotated[list[QuotaCreate], Field(
         max_length=20, description="Capacity shared by several tiers; the smaller of a tier's and a quota's binds",
     )] = []
+    waiting_room: WaitingRoomSettings | None = Field(None, description=(
+        "A queue in front of the reservations: reserve then needs X-Admission-Token (API.md, Waiting room)"))
 
     @model_validator(mode="after")
     def _tier_names_are_unique(self) -> EventCreate:
@@ -255,6 +264,11 @@ class Quota(ResponseModel):
     tier_ids: list[UUID]
 
 
+class WaitingRoom(ResponseModel):
+    admit_per_minute: int
+    admission_seconds: int
+
+
 class Event(ResponseModel):
     event_id: UUID
     name: str
@@ -267,6 +281,7 @@ class Event(ResponseModel):
     sales_start_at: UtcDateTime | None
     sales_end_at: UtcDateTime | None
     created_at: UtcDateTime
+    waiting_room: WaitingRoom | None = None
     tiers: list[Tier]
     quotas: list[Quota] = []
 
@@ -357,6 +372,28 @@ class Reservation(ResponseModel):
     reservation_secret: str | None = Field(
         None, exclude_if=lambda secret: secret is None,
         description="Only in the reserve call's answer (and its replay): send it as X-Reservation-Secret")
+
+
+QueueState = Literal["waiting", "admitted", "expired", "sold_out"]
+
+
+class QueueEntry(ResponseModel):
+    queue_token: str = Field(description="Poll GET /events/{event_id}/queue/{queue_token} with it")
+    state: QueueState
+    position: int | None = Field(None, description="waiting: entries admitted before this one, plus 1")
+    estimated_wait_seconds: int | None = Field(None, description="waiting: seconds until admission at this pace")
+    admission_token: str | None = Field(
+        None, exclude_if=lambda token: token is None,
+        description="admitted: send it as X-Admission-Token on reserve until admission_expires_at")
+    admission_expires_at: UtcDateTime | None = Field(None, exclude_if=lambda moment: moment is None)
+
+
+class QueueStatistics(ResponseModel):
+    waiting: int
+    admitted: int
+    expired: int
+    sold_out: int
+    admit_per_minute: int
 
 
 class CheckIn(ResponseModel):

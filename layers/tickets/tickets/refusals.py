@@ -79,6 +79,10 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     Kind("payment_declined", 402, "The payment was declined; the hold stays until it expires or is cancelled."),
     # 403
     Kind("sales_closed", 403, "Sales for this event are not open now.", ("sales_start_at", "sales_end_at")),
+    Kind("admission_required", 403, "This event has a waiting room: join its queue and reserve with the "
+         "X-Admission-Token it gives once admitted."),
+    Kind("admission_invalid", 403, "The X-Admission-Token is not one this event's waiting room gave."),
+    Kind("admission_expired", 403, "This admission has lapsed; join the queue again."),
     # 404
     Kind("not_found", 404, "No such route."),
     Kind("event_not_found", 404, "No event has this id."),
@@ -86,6 +90,7 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     Kind("reservation_not_found", 404, "No reservation has this id (or the X-Reservation-Secret is wrong)."),
     Kind("ticket_not_found", 404, "No ticket has this code."),
     Kind("offer_not_found", 404, "This event has no offer with this code."),
+    Kind("queue_entry_not_found", 404, "This event's queue has no entry with this queue_token."),
     # 409
     Kind("sold_out", 409, "This tier is sold out.", ("available_seats",)),
     Kind("insufficient_inventory", 409, _seats_left, ("available_seats",)),
@@ -109,6 +114,7 @@ CATALOGUE: dict[str, Kind] = {kind.code: kind for kind in (
     Kind("idempotency_key_reused", 422, "This Idempotency-Key was used with a different request body."),
     Kind("offer_not_applicable", 422, "This offer does not cover this tier, or it is no longer valid."),
     Kind("not_assigned_seating", 422, "This tier has no assigned seats: it sells general admission."),
+    Kind("no_waiting_room", 422, "This event has no waiting room: reserve directly."),
     # 5xx: the only ones the contract allows, besides internal_error, which is always a defect.
     Kind("internal_error", 500, "An unexpected error occurred; it has been logged."),
     Kind("payment_error", 502, "The payment could not be processed; nothing was charged. Retry."),

@@ -27,6 +27,11 @@ class Settings(BaseModel):
     # The organizer token: a Secrets Manager secret on AWS, the value itself locally.
     admin_token_secret_arn: str | None = Field(None, alias="ADMIN_TOKEN_SECRET_ARN")
     admin_token: str = Field("", alias="TICKETS_ADMIN_TOKEN")
+    # The waiting room: its DynamoDB table, and the key admission tokens are signed with (a Secrets
+    # Manager secret on AWS, the value itself locally).
+    queue_table: str = Field("tickets-queue", alias="QUEUE_TABLE")
+    admission_secret_arn: str | None = Field(None, alias="ADMISSION_SECRET_ARN")
+    admission_secret: str = Field("", alias="TICKETS_ADMISSION_SECRET")
     function_name: str = Field("tickets", alias="AWS_LAMBDA_FUNCTION_NAME")
     # DeployFunction only: the function that applies the migrations inside the VPC, and the
     # secret holding the password of the functions' database user (tickets_app).

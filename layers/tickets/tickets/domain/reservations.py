@@ -25,7 +25,8 @@ from tickets.store import db
 
 RESERVE_REFUSALS = ("event_not_found", "tier_not_found", "offer_not_found", "validation_error", "offer_not_applicable",
                     "limit_exceeded", "sales_closed", "sold_out", "insufficient_inventory", "seats_unavailable",
-                    "offer_exhausted", "idempotency_key_reused")
+                    "offer_exhausted", "idempotency_key_reused", "admission_required", "admission_invalid",
+                    "admission_expired")
 READ_REFUSALS = ("reservation_not_found",)
 CANCEL_REFUSALS = ("reservation_not_found", "reservation_confirmed", "reservation_expired")
 CONFIRM_REFUSALS = ("reservation_not_found", "reservation_expired", "reservation_cancelled",
@@ -48,9 +49,15 @@ def _reservation_uuid(reservation_id: str) -> uuid.UUID:
     return parse_id(reservation_id, not_found="reservation_not_found")
 
 
-def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_key: str | None = None) -> Reservation:
-    """Holds seats; the answer carries the reservation_secret its holder acts with."""
+def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_key: str | None = None,
+            admission_token: str | None = None) -> Reservation:
+    """Holds seats; the answer carries the reservation_secret its holder acts with. On an event with
+    a waiting room, the admission is checked first (a signature: no store call), before inventory."""
+    # The waiting room's module brings boto3 and the secrets client: loaded by the first reserve, not at a cold start.
+    from tickets.domain import queue  # noqa: PLC0415
+
     event_uuid = parse_id(event_id, not_found="event_not_found")
+    queue.check_admission(event_uuid, admission_token)
     # Scoped to the buyer: another buyer's same key never finds this hold.
     request_key = None if idempotency_key is None else _request_key(event_uuid, buyer.fingerprint, idempotency_key)
     quantity = request.seat_count

@@ -22,8 +22,9 @@ ReservationSecret = Annotated[str | None, Header(alias="X-Reservation-Secret", d
     "The reservation_secret the reserve call answered. Missing or wrong: 404 reservation_not_found, as for "
     "an unknown id, and nothing changes."))]
 AdmissionToken = Annotated[str | None, Header(alias="X-Admission-Token", description=(
-    "The waiting room's admission_token (API.md, Waiting room). Checked only on events with a waiting room; "
-    "this server does not serve waiting rooms yet, so it is accepted and not read."))]
+    "The admission_token a poll of the event's queue answered once admitted (events with a waiting room only; "
+    "ignored on others). Missing: 403 admission_required; forged, altered or another event's: 403 "
+    "admission_invalid; past admission_expires_at: 403 admission_expired. Checked before inventory."))]
 
 
 def _digest(basis: str) -> str:

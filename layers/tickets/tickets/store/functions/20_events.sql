@@ -1,5 +1,12 @@
 -- Events and their tiers: creation and the reads buyers see.
 
+-- An event's waiting room as the API shows it, or NULL when it has none.
+CREATE OR REPLACE FUNCTION waiting_room_json(p_event_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('admit_per_minute', w.admit_per_minute, 'admission_seconds', w.admission_seconds)
+    FROM waiting_rooms w WHERE w.event_id = p_event_id
+$$;
+
 -- An event as the API shows it, with its tiers and the seats a buyer could have right now;
 -- NULL when there is no such event.
 CREATE OR REPLACE FUNCTION event_json(p_event_id uuid) RETURNS jsonb
@@ -17,6 +24,7 @@ SECURITY DEFINER SET search_path = public, pg_temp AS $$
         'sales_start_at', e.sales_start_at,
         'sales_end_at', e.sales_end_at,
         'created_at', e.created_at,
+        'waiting_room', waiting_room_json(e.event_id),
         'tiers', (
             SELECT coalesce(jsonb_agg(jsonb_build_object(
                 'tier_id', t.tier_id, 'name', t.name, 'capacity', t.capacity, 'price', t.price,
@@ -113,6 +121,10 @@ BEGIN
     JOIN tiers t ON t.event_id = v_event_id AND t.name = named.tier_name;
     PERFORM counter_create((q->>'quota_id')::uuid, (q->>'capacity')::integer)
     FROM jsonb_array_elements(coalesce(p_event->'quotas', '[]'::jsonb)) AS quota(q);
+    INSERT INTO waiting_rooms (event_id, admit_per_minute, admission_seconds)
+    SELECT v_event_id, (p_event->'waiting_room'->>'admit_per_minute')::integer,
+           (p_event->'waiting_room'->>'admission_seconds')::integer
+    WHERE jsonb_typeof(p_event->'waiting_room') = 'object';
     RETURN jsonb_build_object('outcome', 'created', 'event', event_json(v_event_id));
 END
 $$;
