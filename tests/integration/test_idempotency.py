@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+
+from localstage.runtime import Backends
 from tests.support.api import Api
+from tickets.store.idempotency_records import dynamodb_client_config
+from tickets.store.retry_safe_persistence import RetrySafeDynamoDBPersistenceLayer
 
 
 def test_retry_returns_the_first_response(api: Api, key: str, db: Any) -> None:
@@ -58,3 +65,38 @@ def test_cancel_with_an_optional_key(api: Api, key: str) -> None:
     with_key = api.request("DELETE", path, headers={"Idempotency-Key": key + "x"})
     assert with_key.status == 200
     assert api.request("DELETE", path, headers={"Idempotency-Key": key + "x"}).body == with_key.body
+
+
+def lost_first_answer(layer: DynamoDBPersistenceLayer) -> None:
+    """Makes botocore send the layer's first PutItem again, as after a read timeout on a write that
+    went through: the answer of the first attempt is dropped and the same request is retried."""
+    retried: list[int] = []
+
+    def retry_once(attempts: int, **_: Any) -> float | None:
+        retried.append(attempts)
+        return 0 if len(retried) == 1 else None
+
+    layer.client.meta.events.register_first("needs-retry.dynamodb.PutItem", retry_once)
+
+
+def save_inprogress(layer: DynamoDBPersistenceLayer, key: str) -> None:
+    layer.configure(IdempotencyConfig(event_key_jmespath="key"), function_name="retry_test")
+    layer.save_inprogress(data={"key": key}, remaining_time_in_millis=10_000)
+
+
+@pytest.mark.parametrize("layer_class", [DynamoDBPersistenceLayer, RetrySafeDynamoDBPersistenceLayer])
+def test_a_put_retried_after_its_answer_was_lost_is_not_in_progress(
+        layer_class: type[DynamoDBPersistenceLayer], backends: Backends, key: str) -> None:
+    table = backends.tables["IdempotencyTable"]
+    layer = layer_class(table_name=table, boto_config=dynamodb_client_config())
+    lost_first_answer(layer)
+    if layer_class is DynamoDBPersistenceLayer:
+        # Powertools' own layer takes its own record for another caller's: request_in_progress.
+        with pytest.raises(IdempotencyItemAlreadyExistsError):
+            save_inprogress(layer, key)
+        return
+    save_inprogress(layer, key)
+    # Another caller with the same key, meanwhile, is still refused.
+    other = RetrySafeDynamoDBPersistenceLayer(table_name=table, boto_config=dynamodb_client_config())
+    with pytest.raises(IdempotencyItemAlreadyExistsError):
+        save_inprogress(other, key)

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from tickets.settings import settings
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
     from botocore.config import Config
+
+    from tickets.store.retry_safe_persistence import RetrySafeDynamoDBPersistenceLayer
 
 
 def dynamodb_client_config() -> Config:
@@ -25,11 +26,12 @@ def dynamodb_client_config() -> Config:
 
 
 @functools.cache
-def persistence_store() -> DynamoDBPersistenceLayer:
+def persistence_store() -> RetrySafeDynamoDBPersistenceLayer:
     """The environment's persistence layer (and its DynamoDB client), made on first use and kept."""
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer  # noqa: PLC0415
+    from tickets.store.retry_safe_persistence import RetrySafeDynamoDBPersistenceLayer  # noqa: PLC0415
 
-    return DynamoDBPersistenceLayer(table_name=settings().idempotency_table, boto_config=dynamodb_client_config())
+    return RetrySafeDynamoDBPersistenceLayer(table_name=settings().idempotency_table,
+                                             boto_config=dynamodb_client_config())
 
 
 def ready() -> bool:

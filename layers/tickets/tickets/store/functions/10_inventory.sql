@@ -45,6 +45,9 @@
 --     no lock (validation, the reservation row, its booking reference and JSON) is done before
 --     the first share is locked, so the locks cover the counter changes and the commit.
 --   * Set lock_timeout on the function (never a session SET: that pins RDS Proxy connections).
+--   * On reserve's path, a function that runs a query is plpgsql (its plans are kept for the
+--     session; a sql function that is not inlined is planned again on every call), and a test of
+--     many holds goes through hold_lapsed (00_rules.sql), which an index can bound.
 
 DROP FUNCTION IF EXISTS inventory_create(uuid, integer);
 DROP FUNCTION IF EXISTS inventory_available(uuid);
@@ -79,9 +82,11 @@ $$;
 
 -- The counters a seat of this tier counts against, in lock order: its own and its quotas'.
 CREATE OR REPLACE FUNCTION tier_counters(p_tier_id uuid) RETURNS uuid[]
-LANGUAGE sql STABLE AS $$
-    SELECT array_agg(c ORDER BY c)
-    FROM (SELECT p_tier_id AS c UNION ALL SELECT quota_id FROM quota_tiers WHERE tier_id = p_tier_id) counted
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT array_agg(c ORDER BY c)
+            FROM (SELECT p_tier_id AS c UNION ALL SELECT quota_id FROM quota_tiers WHERE tier_id = p_tier_id) counted);
+END
 $$;
 
 -- The tiers a counter counts: the tier itself, or the quota's tiers.
@@ -94,15 +99,18 @@ $$;
 
 -- Seats a buyer could have from this counter right now: its free seats, plus those of lapsed
 -- holds not yet reclaimed (a lapsed hold never blocks a sale).
+-- (plpgsql: see reservation_json.)
 CREATE OR REPLACE FUNCTION counter_available(p_counter_id uuid) RETURNS integer
-LANGUAGE sql VOLATILE AS $$
-    SELECT (SELECT coalesce(sum(free), 0) FROM counter_shares WHERE counter_id = p_counter_id)::integer
-         + coalesce((SELECT sum(r.quantity) FROM reservations r
-                     WHERE r.tier_id IN (SELECT counter_tiers(p_counter_id))
-                       AND r.status = 'held' AND hold_lapsed(r.expires_at)), 0)::integer
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN (SELECT coalesce(sum(free), 0) FROM counter_shares WHERE counter_id = p_counter_id)::integer
+         + coalesce((SELECT sum(r.quantity) FROM counter_tiers(p_counter_id) AS counted(tier_id)
+                     JOIN reservations r ON r.tier_id = counted.tier_id
+                     WHERE r.status = 'held' AND hold_lapsed(r.expires_at)), 0)::integer
          -- an offer's counter: one claim per lapsed hold made with it
          + (SELECT count(*) FROM reservations r
-            WHERE r.offer_id = p_counter_id AND r.status = 'held' AND hold_lapsed(r.expires_at))::integer
+            WHERE r.offer_id = p_counter_id AND r.status = 'held' AND hold_lapsed(r.expires_at))::integer;
+END
 $$;
 
 -- What a reservation takes, in lock order: (counter, amount) for its tier's and quotas' counters
@@ -118,8 +126,10 @@ $$;
 
 -- A tier's available seats: the least of its own counter's and each of its quotas'.
 CREATE OR REPLACE FUNCTION tier_available(p_tier_id uuid) RETURNS integer
-LANGUAGE sql VOLATILE AS $$
-    SELECT min(counter_available(c)) FROM unnest(tier_counters(p_tier_id)) AS c
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN (SELECT min(counter_available(c)) FROM unnest(tier_counters(p_tier_id)) AS c);
+END
 $$;
 
 -- One try of step 1 (p_share NULL: the first unlocked share with the seats from a random start)
