@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyIt
 from localstage.runtime import Backends
 from tests.support.api import Api
 from tickets.store.idempotency_records import dynamodb_client_config
-from tickets.store.retry_safe_idempotency import RetrySafeDynamoDBPersistenceLayer
+from tickets.store.retry_safe_persistence import RetrySafeDynamoDBPersistenceLayer
 
 
 def test_retry_returns_the_first_response(api: Api, key: str, db: Any) -> None:

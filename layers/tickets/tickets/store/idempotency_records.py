@@ -14,7 +14,7 @@ from tickets.settings import settings
 if TYPE_CHECKING:
     from botocore.config import Config
 
-    from tickets.store.retry_safe_idempotency import RetrySafeDynamoDBPersistenceLayer
+    from tickets.store.retry_safe_persistence import RetrySafeDynamoDBPersistenceLayer
 
 
 def dynamodb_client_config() -> Config:
@@ -28,7 +28,7 @@ def dynamodb_client_config() -> Config:
 @functools.cache
 def persistence_store() -> RetrySafeDynamoDBPersistenceLayer:
     """The environment's persistence layer (and its DynamoDB client), made on first use and kept."""
-    from tickets.store.retry_safe_idempotency import RetrySafeDynamoDBPersistenceLayer  # noqa: PLC0415
+    from tickets.store.retry_safe_persistence import RetrySafeDynamoDBPersistenceLayer  # noqa: PLC0415
 
     return RetrySafeDynamoDBPersistenceLayer(table_name=settings().idempotency_table,
                                              boto_config=dynamodb_client_config())

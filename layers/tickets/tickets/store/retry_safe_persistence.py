@@ -1,7 +1,7 @@
-"""Powertools' DynamoDB persistence layer, safe against botocore's retry of its own conditional put.
+"""The DynamoDB persistence layer of the idempotency records, safe against botocore's retries.
 
-Its own module so that tickets.store.idempotency_records can import it (and boto3 with it) on the
-first request that needs the table, not at a cold start.
+Imported on first use (tickets.store.idempotency_records.persistence_store): Powertools' DynamoDB
+layer brings boto3 and botocore, which no cold start needs.
 """
 
 from __future__ import annotations
