@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,17 @@ def seats_left(url: str, tier_id: str) -> int:
     return int(row[0])
 
 
+def run_buyers(buyer: Callable[[int], None], count: int) -> float:
+    """Runs buyer(0) ... buyer(count - 1) on threads of their own at once; returns the seconds until all ended."""
+    started = time.monotonic()
+    threads = [threading.Thread(target=buyer, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
 def sellout(url: str) -> dict[str, Any]:
     """SELLOUT_CLIENTS buyers on one tier of SELLOUT_SEATS seats, 1-4 seats each, until it is sold out."""
     event_id, (tier_id,) = new_event([{"name": "GA", "capacity": SELLOUT_SEATS, "price": 100}])
@@ -169,13 +181,7 @@ def sellout(url: str) -> dict[str, Any]:
         with lock:
             calls.extend(mine)
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(SELLOUT_CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.monotonic() - started
+    seconds = run_buyers(buyer, SELLOUT_CLIENTS)
     sold = sum(quantity for _, _, quantity, outcome, _ in calls if outcome == "held")
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT seats_taken FROM tier_inventory WHERE tier_id = %s", (tier_id,)).fetchone()
@@ -225,13 +231,7 @@ def storm(url: str) -> dict[str, Any]:
             outcomes.extend(mine)
             won.extend(mine_won)
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(STORM_CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.monotonic() - started
+    seconds = run_buyers(buyer, STORM_CLIENTS)
     with psycopg.connect(url) as conn:
         twice = conn.execute(
             "SELECT count(*) FROM (SELECT label FROM reservations r, unnest(r.seats) AS label"

@@ -69,15 +69,10 @@ expect_eq() {
   fi
 }
 
-# create_event NAME CAPACITY MAX_PER_ORDER [HALL]: HALL, when given, is a quota over the tier: prints "event_id tier_id", records the event for teardown.
-create_event() {
-  local name=$1 capacity=$2 max_per_order=$3 hall=${4:-} payload
-  payload="$(jq -cn --arg name "$RUN_ID-$name" --argjson capacity "$capacity" --argjson mpo "$max_per_order" \
-    --arg hall "$hall" \
-    '{name: $name, venue: "bats stage checks", starts_at: "2031-06-01T19:00:00Z", currency: "EUR",
-      hold_seconds: 600, tiers: [{name: "General", capacity: $capacity, price: 2500, max_per_order: $mpo}]}
-     + (if $hall == "" then {} else {quotas: [{name: "Hall", capacity: ($hall | tonumber), tiers: ["General"]}]} end)')"
-  admin_api POST /events "$payload"
+# post_event PAYLOAD: creates the event (organizer), records it for teardown and prints
+# "event_id tier_id" (its first tier).
+post_event() {
+  admin_api POST /events "$1"
   if [[ "$HTTP_STATUS" != 201 ]]; then
     echo "POST /events answered $HTTP_STATUS: $HTTP_BODY" >&2
     return 1
@@ -93,6 +88,17 @@ create_event() {
   echo "$event_id $tier_id"
 }
 
+# create_event NAME CAPACITY MAX_PER_ORDER [HALL]: HALL, when given, is a quota over the tier: prints "event_id tier_id", records the event for teardown.
+create_event() {
+  local name=$1 capacity=$2 max_per_order=$3 hall=${4:-} payload
+  payload="$(jq -cn --arg name "$RUN_ID-$name" --argjson capacity "$capacity" --argjson mpo "$max_per_order" \
+    --arg hall "$hall" \
+    '{name: $name, venue: "bats stage checks", starts_at: "2031-06-01T19:00:00Z", currency: "EUR",
+      hold_seconds: 600, tiers: [{name: "General", capacity: $capacity, price: 2500, max_per_order: $mpo}]}
+     + (if $hall == "" then {} else {quotas: [{name: "Hall", capacity: ($hall | tonumber), tiers: ["General"]}]} end)')"
+  post_event "$payload"
+}
+
 # create_seated_event NAME SEATS: an event whose one tier has assigned seats, row A of SEATS
 # (A-1 ... A-SEATS); prints "event_id tier_id".
 create_seated_event() {
@@ -101,16 +107,7 @@ create_seated_event() {
     '{name: $name, venue: "bats stage checks", starts_at: "2031-06-01T19:00:00Z", currency: "EUR",
       hold_seconds: 600, tiers: [{name: "Stalls", seating: "assigned", rows: [{row: "A", seats: $seats}],
                                   price: 2500, max_per_order: 10}]}')"
-  admin_api POST /events "$payload"
-  if [[ "$HTTP_STATUS" != 201 ]]; then
-    echo "POST /events answered $HTTP_STATUS: $HTTP_BODY" >&2
-    return 1
-  fi
-  local event_id tier_id
-  event_id="$(jq -r '.event_id' <<<"$HTTP_BODY")"
-  tier_id="$(jq -r '.tiers[0].tier_id' <<<"$HTTP_BODY")"
-  echo "$event_id" >>"$BATS_FILE_TMPDIR/events"
-  echo "$event_id $tier_id"
+  post_event "$payload"
 }
 
 # fire_reservations NAME EVENT_ID TIER_ID QUANTITY COUNT [OFFER_CODE] [SEATS_JSON]
