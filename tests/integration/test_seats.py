@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 
 from localstage.lambda_runtime import scheduled_event
@@ -170,6 +171,24 @@ def test_best_available_skips_taken_seats_within_a_row(api: Api, key: str) -> No
     assert reserve(api, event, key + "b", quantity=2).body["seats"] == ["A-1", "A-2"]
     assert reserve(api, event, key + "c", quantity=3).body["seats"] == ["A-4", "A-5", "A-6"]
     assert reserve(api, event, key + "d", quantity=1).body["seats"] == ["B-1"]
+
+
+def test_best_available_steps_past_seats_being_claimed(api: Api, key: str, database_url: str, db: Any) -> None:
+    """A crowd at the front: other buyers' claims in flight (their transactions still open) on every
+    other seat of the first five rows neither make a best-available reserve wait for them nor split
+    its block: it gets two adjacent seats in one row where nobody is claiming."""
+    event = seated_event(api, rows=[(f"R{n}", 10) for n in range(1, 21)])
+    tier_id = event["tiers"][0]["tier_id"]
+    with psycopg.connect(database_url) as crowd:
+        crowd.execute("SELECT seat_no FROM seats WHERE tier_id = %s AND seat_no <= 50 AND seat_no %% 2 = 1"
+                      " ORDER BY seat_no FOR UPDATE", (tier_id,))
+        got = reserve(api, event, key, quantity=2)
+        assert got.status == 201, got.text
+        (row_a, number_a), (row_b, number_b) = (seat.split("-") for seat in got.body["seats"])
+        assert row_a == row_b and int(number_b) == int(number_a) + 1
+        assert int(row_a[1:]) > 5
+    assert_counters_agree_with_rows(db)
+    assert_no_seat_twice(db)
 
 
 def test_labelled_seats_in_order_of_preference(api: Api, key: str) -> None:

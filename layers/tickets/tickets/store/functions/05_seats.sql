@@ -15,11 +15,19 @@
 -- (tier_id, seat_no) order, so two claims of overlapping seats cannot deadlock.
 --
 -- Best available (seats_choose_best) must not queue every buyer of a stadium behind one row:
+--   0. block (no lapsed holds on the tier: an on-sale's usual case): read the 16 front-most
+--      blocks of free seats in one row, lock the first whose seats nobody is claiming (SKIP
+--      LOCKED) and claim it. All being claimed: move ahead (seats_claim_block) and try again.
+--      A buyer alone gets the front-most block; a crowd spreads over the front rows, each buyer
+--      locking only its own seats, instead of every buyer stepping over every other's locks.
+--      After a few tries, steps 1-3.
+--      (Measured at 16 and 64 clients: locking the first free seats with SKIP LOCKED interleaves,
+--      two buyers each getting every other seat, and step 2's windows then leave gaps that send
+--      everyone there: 0.07x of a hot tier; claiming the front-most unlocked block, scanning
+--      past the crowd's locks: 0.35x at 64. This step: the README's bench-db table.)
 --   1. front: lock the first `quantity` free seats that nobody else is claiming (FOR UPDATE SKIP
 --      LOCKED, in order of preference; with the seats of lapsed holds when the tier has any).
 --      When they are one block (one row, adjacent) they are the best block there is: keep them.
---      This is the on-sale's usual case, and concurrent buyers each lock the next block instead
---      of waiting for each other.
 --   2. block: otherwise let go, read (without locking) the first block of free seats in one row,
 --      lock a window of free seats from there (SKIP LOCKED: what others are claiming is left
 --      out), find the first block among them, let go and lock exactly it. Taken meanwhile: try
@@ -103,6 +111,93 @@ LANGUAGE sql STABLE AS $$
         OR (p_seat_nos[cardinality(p_seat_nos)] - p_seat_nos[1] = cardinality(p_seat_nos) - 1
             AND (SELECT count(row_no) = cardinality(p_seat_nos) AND count(DISTINCT row_no) = 1
                  FROM seats WHERE tier_id = p_tier_id AND seat_no = ANY (p_seat_nos)))
+$$;
+
+-- Step 0's try: reads the first p_window blocks of p_quantity free seats in one row after seat
+-- p_after (seats in claims in flight look free), locks the first of them whose seats nobody is
+-- claiming (SKIP LOCKED) and claims it for p_reservation_id. Returns the block's labels in seat
+-- order; or NULL and where to read on from (the blocks read were being claimed); or NULL and
+-- NULL when there is no block after p_after.
+DROP FUNCTION IF EXISTS seats_try_anchor(uuid, integer, integer);
+DROP FUNCTION IF EXISTS seats_try_anchor(uuid, integer, integer, uuid);
+DROP FUNCTION IF EXISTS seats_try_block(uuid, integer, integer, boolean, uuid);
+CREATE OR REPLACE FUNCTION seats_try_block(p_tier_id uuid, p_quantity integer, p_after integer, p_window integer,
+                                           p_reservation_id uuid, OUT v_labels jsonb, OUT v_next integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_blocks integer[];
+    v_first  integer;
+BEGIN
+    v_blocks := ARRAY(
+        SELECT s.seat_no FROM seats s
+        WHERE s.tier_id = p_tier_id AND s.reservation_id IS NULL AND s.seat_no > p_after
+          AND (p_quantity = 1
+               OR (SELECT count(*) FROM seats n
+                   WHERE n.tier_id = p_tier_id AND n.reservation_id IS NULL AND n.row_no = s.row_no
+                     AND n.seat_no BETWEEN s.seat_no + 1 AND s.seat_no + p_quantity - 1) = p_quantity - 1)
+        ORDER BY s.seat_no LIMIT p_window);
+    IF cardinality(v_blocks) = 0 THEN
+        RETURN;
+    END IF;
+    v_next := v_blocks[cardinality(v_blocks)];
+    BEGIN
+        FOR v_try IN 1..cardinality(v_blocks) LOOP
+            SELECT seat_no INTO v_first FROM seats
+            WHERE tier_id = p_tier_id AND seat_no = ANY (v_blocks) AND reservation_id IS NULL
+              AND seat_no > coalesce(v_first, p_after) AND seat_no <= v_next  -- (a bound for the index scan)
+            ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED;
+            EXIT WHEN v_first IS NULL;
+            IF (SELECT count(*) FROM (
+                    SELECT 1 FROM seats WHERE tier_id = p_tier_id AND reservation_id IS NULL
+                      AND seat_no BETWEEN v_first AND v_first + p_quantity - 1
+                    ORDER BY seat_no FOR UPDATE SKIP LOCKED) mine) = p_quantity THEN
+                -- Claimed in the subtransaction that locked them: a lock taken in a subtransaction
+                -- and an update by its parent would make every seat row a MultiXact (measured:
+                -- MultiXact SLRU waits under 16 clients).
+                WITH claimed AS (
+                    UPDATE seats SET reservation_id = p_reservation_id
+                    WHERE tier_id = p_tier_id AND seat_no BETWEEN v_first AND v_first + p_quantity - 1
+                    RETURNING seat_no, label)
+                SELECT jsonb_agg(label ORDER BY seat_no) INTO v_labels FROM claimed;
+                RETURN;
+            END IF;
+            -- A seat of this block is being claimed: let go of the block (below) and read on.
+            RAISE EXCEPTION USING ERRCODE = 'TK002';
+        END LOOP;
+    EXCEPTION WHEN SQLSTATE 'TK002' THEN
+        v_next := v_first;
+    END;
+END
+$$;
+
+-- Step 0 (see the top of this file): claims a block of p_quantity seats for p_reservation_id and
+-- returns its labels in seat order, or NULL after a few tries (steps 1-3 then decide). The first
+-- try looks at the 16 front-most blocks and takes the first that nobody is claiming, so a buyer
+-- alone gets the front-most block. When all 16 are being claimed (a crowd), the buyer moves ahead
+-- by a stretch of its own (by its backend, so that buyers of a crowd seldom pick the same one),
+-- then by random stretches that grow with each try: each try costs at most 16 reads and locks.
+CREATE OR REPLACE FUNCTION seats_claim_block(p_tier_id uuid, p_quantity integer, p_reservation_id uuid) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_labels jsonb;
+    v_after  integer := 0;
+    v_next   integer;
+BEGIN
+    FOR attempt IN 1..6 LOOP
+        SELECT * INTO v_labels, v_next FROM seats_try_block(p_tier_id, p_quantity, v_after, 16, p_reservation_id);
+        IF v_labels IS NOT NULL THEN
+            RETURN v_labels;
+        END IF;
+        IF v_next IS NULL THEN
+            EXIT WHEN v_after = 0;
+            v_after := 0;  -- jumped past the last block: from the front once more
+        ELSE
+            v_after := v_next + p_quantity * CASE WHEN attempt = 1 THEN pg_backend_pid() % 64
+                                                  ELSE floor(random() * (16 << attempt))::integer END;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
 $$;
 
 -- Step 1: locks the first p_quantity free seats nobody else is claiming, in order of preference
@@ -205,13 +300,11 @@ $$;
 
 -- Best available (steps 1-3 above): locks and returns p_quantity seats, ascending, or NULL when
 -- fewer are free (nothing kept locked that matters: the caller refuses and commits).
-CREATE OR REPLACE FUNCTION seats_choose_best(p_tier_id uuid, p_quantity integer) RETURNS integer[]
+-- p_lapsed: the tier has lapsed holds not yet reclaimed (their seats are free too).
+DROP FUNCTION IF EXISTS seats_choose_best(uuid, integer);
+CREATE OR REPLACE FUNCTION seats_choose_best(p_tier_id uuid, p_quantity integer, p_lapsed boolean) RETURNS integer[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    -- Lapsed holds' seats are looked at only when the tier has any (an index probe: hold_lapsed is
-    -- an index bound), so that the free seats' index alone is the fast path.
-    v_lapsed boolean := EXISTS (SELECT 1 FROM reservations
-                                WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at));
     v_front  integer[];
     v_kept   boolean;
     v_block  integer[];
@@ -220,7 +313,7 @@ DECLARE
     v_busy   integer[] := '{}';
 BEGIN
     -- 1. front
-    SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, true);
+    SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, p_lapsed, true);
     IF v_kept THEN
         RETURN v_front;  -- kept locked by seats_try_front
     END IF;
@@ -231,7 +324,7 @@ BEGIN
             v_from := (seats_first_block(p_tier_id, p_quantity, 1, v_busy))[1];
             IF v_from IS NULL THEN
                 -- No block anywhere: the front-most free seats.
-                SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, v_lapsed, false);
+                SELECT * INTO v_front, v_kept FROM seats_try_front(p_tier_id, p_quantity, p_lapsed, false);
                 IF v_kept THEN
                     RETURN v_front;
                 END IF;
@@ -267,9 +360,10 @@ CREATE OR REPLACE FUNCTION seats_claim(p_tier_id uuid, p_seat_nos integer[], p_q
                                        p_reservation_id uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_taken text[];
+    v_taken  text[];
     v_seats  integer[] := p_seat_nos;
     v_labels jsonb;
+    v_lapsed boolean;
 BEGIN
     IF p_seat_nos IS NOT NULL THEN
         v_taken := seats_lock_named(p_tier_id, p_seat_nos);
@@ -277,7 +371,17 @@ BEGIN
             RETURN jsonb_build_object('outcome', 'seats_unavailable', 'unavailable_seats', to_jsonb(v_taken));
         END IF;
     ELSE
-        v_seats := seats_choose_best(p_tier_id, p_quantity);
+        -- Lapsed holds' seats are looked at only when the tier has any (an index probe: hold_lapsed
+        -- is an index bound), so that the free seats' index alone is the fast path (step 0).
+        v_lapsed := EXISTS (SELECT 1 FROM reservations
+                            WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at));
+        IF NOT v_lapsed THEN
+            v_labels := seats_claim_block(p_tier_id, p_quantity, p_reservation_id);
+            IF v_labels IS NOT NULL THEN
+                RETURN jsonb_build_object('outcome', 'claimed', 'seats', v_labels);
+            END IF;
+        END IF;
+        v_seats := seats_choose_best(p_tier_id, p_quantity, v_lapsed);
         IF v_seats IS NULL THEN
             RETURN jsonb_build_object('outcome', 'short');
         END IF;
