@@ -133,6 +133,18 @@ BEGIN
 END
 $$;
 
+-- True when each of these counters has at least p_amount free in its shares alone: the usual
+-- answer before an on-sale's end, found in one read of the shares, without counting lapsed holds
+-- (counter_available, which only adds them).
+CREATE OR REPLACE FUNCTION counters_have(p_counters uuid[], p_amount integer) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN (SELECT count(*) = cardinality(p_counters) AND bool_and(free >= p_amount) FROM (
+                SELECT sum(free) AS free FROM counter_shares WHERE counter_id = ANY (p_counters)
+                GROUP BY counter_id) counted);
+END
+$$;
+
 -- One try of step 1 (p_share NULL: the first unlocked share with the seats from a random start)
 -- or step 2 (wait on p_share), in a subtransaction rolled back when it took nothing, so that a
 -- share locked and then found drained is not held afterwards. Returns the share, or NULL.

@@ -154,12 +154,15 @@ BEGIN
                                   'unavailable_seats', to_jsonb(seats_taken(v_tier.tier_id, v_seat_nos)));
     END IF;
     -- A sold-out tier is refused before anything is written (most requests of an on-sale's end).
-    v_free := tier_available(v_tier.tier_id);
-    IF v_free < p_quantity THEN
-        RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
-                                  'available_seats', v_free, 'tier_id', v_tier.tier_id);
+    IF NOT counters_have(tier_counters(v_tier.tier_id), p_quantity) THEN
+        v_free := tier_available(v_tier.tier_id);
+        IF v_free < p_quantity THEN
+            RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
+                                      'available_seats', v_free, 'tier_id', v_tier.tier_id);
+        END IF;
     END IF;
-    IF v_offer.offer_id IS NOT NULL AND counter_available(v_offer.offer_id) < 1 THEN
+    IF v_offer.offer_id IS NOT NULL AND NOT counters_have(ARRAY[v_offer.offer_id], 1)
+       AND counter_available(v_offer.offer_id) < 1 THEN
         RETURN jsonb_build_object('outcome', 'offer_exhausted');
     END IF;
 
