@@ -65,7 +65,7 @@ def test_the_app_role_is_no_superuser_and_owns_nothing(db: psycopg.Connection[tu
     rows = db.execute("SELECT split_part(s, '=', 1), split_part(s, '=', 2) FROM pg_db_role_setting,"
                       " unnest(setconfig) s WHERE setrole = %s::regrole AND setdatabase = 0", (APP_ROLE,)).fetchall()
     settings = {str(name): str(value) for name, value in rows}
-    assert settings == {"statement_timeout": "5s", "idle_in_transaction_session_timeout": "30s"}
+    assert settings == {"statement_timeout": "5s", "idle_in_transaction_session_timeout": "30s", "jit": "off"}
 
 
 def called_sql_functions() -> set[str]:
