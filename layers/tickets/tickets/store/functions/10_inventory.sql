@@ -133,15 +133,14 @@ BEGIN
 END
 $$;
 
--- True when each of these counters has at least p_amount free in its shares alone: the usual
--- answer before an on-sale's end, found in one read of the shares, without counting lapsed holds
--- (counter_available, which only adds them).
+-- True when each of these counters has a share with at least p_amount free: the usual answer
+-- before an on-sale's end, found by reading a share or two per counter, without summing every
+-- share or counting lapsed holds (counter_available). False says nothing: count them.
 CREATE OR REPLACE FUNCTION counters_have(p_counters uuid[], p_amount integer) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    RETURN (SELECT count(*) = cardinality(p_counters) AND bool_and(free >= p_amount) FROM (
-                SELECT sum(free) AS free FROM counter_shares WHERE counter_id = ANY (p_counters)
-                GROUP BY counter_id) counted);
+    RETURN (SELECT bool_and(EXISTS (SELECT 1 FROM counter_shares s WHERE s.counter_id = c AND s.free >= p_amount))
+            FROM unnest(p_counters) AS c);
 END
 $$;
 
