@@ -93,7 +93,7 @@ build: $(SAM)  ## sam build into .aws-sam/build, with the local interpreter matc
 build-check: $(STAMP) build  ## Runs the built functions and layer on the runtime's interpreter (tests/build)
 	SAM_BUILD_DIR=$(BUILD_DIR) LAMBDA_PYTHON=$$(tools/lambda_python.sh) $(BIN)/python -m pytest tests/build -q
 
-bench-cold: $(STAMP)  ## Cold starts: each built function's import on the runtime's interpreter (builds first if stale), with references
+bench-cold: $(STAMP)  ## Cold starts: each built function's import, then import + first request on local backends, on the runtime's interpreter (builds first if stale), with references
 	$(BIN)/python -m benchmarks.cold_start
 
 bench-db: $(STAMP)  ## The database on a hot on-sale: hot tier, quota and spread against a one-row UPDATE; a sell-out

@@ -48,7 +48,8 @@ from localstage.runtime import LocalBackends
 from localstage.template import load_template
 from tickets.domain.events import create_event
 from tickets.domain.offers import create_offer
-from tickets.models import EventCreate, OfferCreate
+from tickets.models.events import EventCreate
+from tickets.models.offers import OfferCreate
 
 RESULTS = Path(__file__).parent / "results" / "bench-db.json"
 CAPACITY = 1_000_000

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tickets.domain.events import create_event
-from tickets.models import EventCreate
+from tickets.models.events import EventCreate
 from tickets.settings import Settings, settings
 from tickets.store import db
 from tickets.store.migrate import apply_migrations

@@ -333,11 +333,14 @@ def _preload_first_use() -> None:
         records.persistence_store()
     if "tickets.domain.queue" in sys.modules:  # the queue function: its table's resource
         importlib.import_module("tickets.store.queue_records").prepare()
-    models = sys.modules.get("tickets.models")
-    if models is not None:
-        for model in vars(models).values():
-            if isinstance(model, type) and issubclass(model, models.Model):
-                cast("type[BaseModel]", model).model_rebuild()  # builds what defer_build left unbuilt
+    common = sys.modules.get("tickets.models.common")
+    if common is not None:  # the models' modules the function imported (tickets/models/)
+        for name, module in list(sys.modules.items()):
+            if not name.startswith("tickets.models."):
+                continue
+            for model in vars(module).values():
+                if isinstance(model, type) and issubclass(model, common.Model):
+                    cast("type[BaseModel]", model).model_rebuild()  # builds what defer_build left unbuilt
 
 
 def _init_main(fd: int) -> int:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from tickets.domain import events
-from tickets.edge.http import create_app, http_handler, json_response, route_responses
-from tickets.models import Availability, SeatMap
+from tickets.edge.http import Response, create_app, http_handler, json_response, route_responses
+from tickets.models.events import Availability, SeatMap
 
 app = create_app()
 

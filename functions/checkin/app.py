@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from tickets.domain import checkin
-from tickets.edge.http import create_app, http_handler, json_response, organizer_only, route_responses
-from tickets.models import CheckIn
+from tickets.edge.http import Response, create_app, http_handler, json_response, organizer_only, route_responses
+from tickets.models.checkin import CheckIn
 
 app = create_app()
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from tickets.domain import reservations
 from tickets.edge.buyers import ReservationSecret, reservation_secret
-from tickets.edge.http import create_app, http_handler, route_responses
+from tickets.edge.http import Response, create_app, http_handler, route_responses
 from tickets.edge.idempotency import IDEMPOTENT_REFUSALS, IdempotencyKey, respond_once
-from tickets.models import ConfirmRequest, Reservation
+from tickets.models.reservations import ConfirmRequest, Reservation
 from tickets.payments import payment_provider
 
 app = create_app()

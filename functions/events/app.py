@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from tickets.domain import events, offers
-from tickets.edge.http import create_app, http_handler, json_response, organizer_only, route_responses
-from tickets.models import Event, EventCreate, Offer, OfferCreate
+from tickets.edge.http import Response, create_app, http_handler, json_response, organizer_only, route_responses
+from tickets.models.events import Event, EventCreate
+from tickets.models.offers import Offer, OfferCreate
 
 app = create_app()
 

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tickets.domain import expiry, reservations
-from tickets.models import ExpiryResult
+from tickets.models.operations import ExpiryResult
 from tickets.observability import instrumented, logger
 from tickets.payments import payment_provider
 

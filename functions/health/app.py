@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from tickets.domain import health
-from tickets.edge.http import create_app, http_handler, json_response, route_responses
-from tickets.models import Health
+from tickets.edge.http import Response, create_app, http_handler, json_response, route_responses
+from tickets.models.operations import Health
 
 app = create_app()
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from tickets.domain import queue
 from tickets.edge.buyers import DeviceId, buyer
-from tickets.edge.http import create_app, http_handler, json_response, organizer_only, route_responses
-from tickets.models import QueueEntry, QueueStatistics
+from tickets.edge.http import Response, create_app, http_handler, json_response, organizer_only, route_responses
+from tickets.models.queue import QueueEntry, QueueStatistics
 
 app = create_app()
 

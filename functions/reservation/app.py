@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from tickets.domain import reservations
 from tickets.edge.buyers import ReservationSecret, reservation_secret
-from tickets.edge.http import create_app, http_handler, json_response, route_responses
-from tickets.models import Reservation
+from tickets.edge.http import Response, create_app, http_handler, json_response, route_responses
+from tickets.models.reservations import Reservation
 
 app = create_app()
 

@@ -127,6 +127,25 @@ def test_a_cold_import_loads_neither_the_aws_sdk_nor_xray(function: str, lambda_
     assert "psycopg" not in loaded["loaded_at_import"]
     assert "aws_lambda_powertools.event_handler.openapi.models" not in loaded["loaded_at_import"]
     assert loaded["tracer"] is False
+    # Nor the resolvers and event classes the function does not use (tickets/lazy_package.py).
+    assert unused_powertools(loaded["loaded_at_import"]) == []
+
+
+# What the lazy packages keep out of every function: Powertools' other resolvers (AppSync's brings
+# asyncio) and the event classes of other event sources.
+UNUSED_POWERTOOLS = ("asyncio", "aws_lambda_powertools.event_handler.appsync",
+                     "aws_lambda_powertools.event_handler.events_appsync",
+                     "aws_lambda_powertools.event_handler.bedrock_agent",
+                     "aws_lambda_powertools.event_handler.vpc_lattice",
+                     "aws_lambda_powertools.event_handler.http_resolver",
+                     "aws_lambda_powertools.event_handler.openapi.merge",
+                     "aws_lambda_powertools.utilities.data_classes.s3_event",
+                     "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
+                     "aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event")
+
+
+def unused_powertools(modules: list[str]) -> list[str]:
+    return [name for name in modules if name in UNUSED_POWERTOOLS]
 
 
 def test_the_sdk_loads_with_the_first_request_that_needs_it(lambda_env: dict[str, str]) -> None:
@@ -135,6 +154,8 @@ def test_the_sdk_loads_with_the_first_request_that_needs_it(lambda_env: dict[str
     assert loaded["result"]["statusCode"] == 201, loaded["result"]
     assert "boto3" in loaded["loaded_after_request"]
     assert aws_sdk_and_xray(loaded["loaded_at_import"]) == []
+    # Not merely moved to the first request (asyncio comes with it all the same: psycopg imports it).
+    assert unused_powertools([name for name in loaded["loaded_after_request"] if name != "asyncio"]) == []
 
 
 def test_with_tracing_on_the_tracer_is_made_at_init_and_traces_a_request(lambda_env: dict[str, str]) -> None:

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from localstage.lambda_runtime import http_event
 from tickets.edge.buyers import buyer
 from tickets.edge.http import MAX_BODY_BYTES, _guard_request
-from tickets.models import EventCreate, Reservation, ReserveRequest
+from tickets.models.events import EventCreate
+from tickets.models.reservations import Reservation, ReserveRequest
 from tickets.payments import PaymentDeclined, PaymentProviderFailure, TestPaymentProvider, intent_key
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from tickets.models import CheckIn, rfc3339_utc
+from tickets.models.checkin import CheckIn
+from tickets.models.common import rfc3339_utc
 from tickets.refusals import Refusal
 from tickets.store import db
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 
 from tickets.ids import parse_id
-from tickets.models import Availability, Event, EventCreate, SeatMap
+from tickets.models.events import Availability, Event, EventCreate, SeatMap
 from tickets.refusals import Refusal
 from tickets.store import db
 

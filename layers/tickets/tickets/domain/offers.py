@@ -6,7 +6,7 @@ import re
 import uuid
 
 from tickets.ids import parse_id
-from tickets.models import Offer, OfferCreate
+from tickets.models.offers import Offer, OfferCreate
 from tickets.refusals import Refusal
 from tickets.store import db
 

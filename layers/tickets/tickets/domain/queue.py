@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tickets.ids import parse_id
-from tickets.models import QueueEntry, QueueState, QueueStatistics
+from tickets.models.queue import QueueEntry, QueueState, QueueStatistics
 from tickets.observability import count
 from tickets.refusals import Refusal
 from tickets.settings import settings

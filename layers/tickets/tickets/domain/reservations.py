@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tickets.ids import parse_id
-from tickets.models import Reservation, ReserveRequest
+from tickets.models.reservations import Reservation, ReserveRequest
 from tickets.observability import count, logger
 from tickets.payments import PaymentDeclined, PaymentProvider, PaymentProviderFailure, intent_key
 from tickets.refusals import Refusal

@@ -14,14 +14,18 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, content_types
+
+# Re-exported: the handlers import it from here, so that `import tickets` (which makes Powertools'
+# event_handler package lazy, tickets/lazy_package.py) comes before any Powertools import of theirs.
+from aws_lambda_powertools.event_handler import Response as Response  # noqa: PLC0414 - an explicit re-export
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
 from tickets.edge.auth import organizer_verdict
-from tickets.models import ErrorResponse
+from tickets.models.common import ErrorResponse
 from tickets.observability import LambdaHandler, instrumented, logger
 from tickets.refusals import CATALOGUE, COMMON, Refusal, statuses
 from tickets.store.db import StoreUnavailable, time_budget
