@@ -199,8 +199,8 @@ def _front(full_port: int) -> type[BaseHTTPRequestHandler]:
 
     moto's server (werkzeug's development server and a Flask app per service) costs most of a
     DynamoDB call's time: it closes every connection, and finds the service of each request anew."""
-    from moto.core.exceptions import HTTPException  # noqa: PLC0415 - the child only
-    from moto.core.request import Request  # noqa: PLC0415
+    from moto.core.request import Request  # noqa: PLC0415 - the child only
+    from werkzeug.exceptions import HTTPException  # noqa: PLC0415 - moto's errors are werkzeug's
 
     class Front(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -230,7 +230,7 @@ def _front(full_port: int) -> type[BaseHTTPRequestHandler]:
             try:
                 status, headers, answer = DynamoHandler.dispatch(request, request.raw_url, request.headers)
             except HTTPException as error:
-                return error.code, dict(error.get_headers()), error.get_body()
+                return error.code or 500, dict(error.get_headers()), error.get_body()
             return status, headers, answer
 
         def _pass_on(self, body: bytes) -> tuple[int, Mapping[str, Any], Any]:
