@@ -246,7 +246,7 @@ class FunctionPool:
         except BaseException:
             with self._cond:
                 self._size -= 1
-                self._cond.notify_all()
+                self._cond.notify()  # the place it held: one waiter may start a worker
             raise
         worker.init_duration_ms = (time.monotonic() - started) * 1000
         log.info("%s: started worker %d (init %.0f ms)", self.name, worker.pid, worker.init_duration_ms)
@@ -262,7 +262,10 @@ class FunctionPool:
                 self._idle.append(worker)
             else:
                 self._size -= 1
-            self._cond.notify_all()
+            # One worker (or one place) came free: wake one waiter. notify_all would wake every
+            # request queued here (thousands in a load test), each to take the GIL, find nothing
+            # and wait again, in the process that also serves the gateway.
+            self._cond.notify()
         if not keep:
             worker.kill()
 

@@ -91,6 +91,25 @@ def test_concurrent_invocations_overlap_up_to_the_maximum(pool: FunctionPool) ->
     assert 0.95 < elapsed < 2.5, elapsed  # two rounds of four at once, not eight in a row
 
 
+def test_every_queued_invocation_gets_a_worker(pool: FunctionPool) -> None:
+    """A freed worker wakes one queued request (not all of them: a load test queues thousands); a
+    worker lost to a crash frees its place for one. None of 64 queued requests is left waiting."""
+    actions = ["crash" if n % 8 == 0 else "plain" for n in range(64)]
+
+    def call(action: str) -> str:
+        try:
+            pool.invoke({"action": action})
+        except InvokeFailure as failure:
+            return failure.kind
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=64) as executor:
+        futures = [executor.submit(call, action) for action in actions]
+        outcomes = [future.result(timeout=60) for future in futures]  # a lost wake-up hangs here
+    assert outcomes == ["crash" if action == "crash" else "ok" for action in actions]
+    assert pool.stats()["busy"] == 0 and pool.stats()["size"] <= 4
+
+
 def test_a_timed_out_worker_is_killed_and_replaced(pool: FunctionPool) -> None:
     before = pool.invoke({}).result["pid"]
     started = time.monotonic()
