@@ -118,9 +118,6 @@ $$;
 -- claiming (SKIP LOCKED) and claims it for p_reservation_id. Returns the block's labels in seat
 -- order; or NULL and where to read on from (the blocks read were being claimed); or NULL and
 -- NULL when there is no block after p_after.
-DROP FUNCTION IF EXISTS seats_try_anchor(uuid, integer, integer);
-DROP FUNCTION IF EXISTS seats_try_anchor(uuid, integer, integer, uuid);
-DROP FUNCTION IF EXISTS seats_try_block(uuid, integer, integer, boolean, uuid);
 CREATE OR REPLACE FUNCTION seats_try_block(p_tier_id uuid, p_quantity integer, p_after integer, p_window integer,
                                            p_reservation_id uuid, OUT v_labels jsonb, OUT v_next integer)
 LANGUAGE plpgsql AS $$
