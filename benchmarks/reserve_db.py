@@ -12,8 +12,10 @@ client count:
   hot_offer  reserve on the hot tier with an offer code (its claims a counter too)
   spread     reserve over 256 tiers, a random one per call (no contention: the ceiling)
   seated     best-available reserves of SEATED_QUANTITY adjacent seats on an assigned-seating tier of
-             SEATED_SEATS seats (rows of SEATED_ROW), a fresh tier for each client count; seated/hot is
-             the ratio to the general-admission hot tier of the same run
+             SEATED_SEATS seats (rows of SEATED_ROW), a fresh tier for each client count, while the
+             first SEATED_FILL of its seats sell (a count of transactions, not seconds: a tier sold
+             out within the seconds would measure cheap refusals); seated/hot is the ratio to the
+             general-admission hot tier of the same run
 Then a sell-out: a tier of SELLOUT_SEATS seats, SELLOUT_CLIENTS threads reserving 1-4 seats at
 random until it is sold out, counting seats sold and oversold, lock timeouts (what the API answers
 503 with Retry-After; the buyer tries again), and false refusals: a refusal whose
@@ -59,6 +61,7 @@ SELLOUT_CLIENTS = int(os.environ.get("SELLOUT_CLIENTS", "64"))
 SEATED_SEATS = int(os.environ.get("SEATED_SEATS", "20000"))
 SEATED_ROW = 50
 SEATED_QUANTITY = int(os.environ.get("SEATED_QUANTITY", "2"))
+SEATED_FILL = 0.8
 STORM_CLIENTS = int(os.environ.get("STORM_CLIENTS", "64"))
 STORM_ROW = 40
 
@@ -116,11 +119,13 @@ def seated_tier() -> tuple[str, str]:
     return event_id, tier_id
 
 
-def run_pgbench(url: str, script: Path, clients: int, seconds: int) -> float:
-    """Transactions per second (failed transactions are an error: the run would be meaningless)."""
+def run_pgbench(url: str, script: Path, clients: int, seconds: int, transactions: int | None = None) -> float:
+    """Transactions per second over `seconds`, or over `transactions` per client when given (failed
+    transactions are an error: the run would be meaningless)."""
+    length = ["-t", str(transactions)] if transactions else ["-T", str(seconds)]
     completed = subprocess.run(
         [str(bin_dir() / "pgbench"), "-n", "-M", "simple", "-c", str(clients), "-j", str(min(clients, 4)),
-         "-T", str(seconds), "-f", str(script), url],
+         *length, "-f", str(script), url],
         capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"pgbench failed ({completed.returncode}): {completed.stderr[-2000:]}")
@@ -274,7 +279,10 @@ def main() -> int:
             seated_event, seated_tier_id = seated_tier()
             scripts["seated"].write_text(SCRIPTS["seated"].format(seated_event=seated_event, seated_tier=seated_tier_id)
                                          + "\n", encoding="utf-8")
-            point = {shape: run_pgbench(url, script, clients, seconds) for shape, script in scripts.items()}
+            seated_transactions = max(1, int(SEATED_SEATS * SEATED_FILL) // SEATED_QUANTITY // clients)
+            point = {shape: run_pgbench(url, script, clients, seconds,
+                                        seated_transactions if shape == "seated" else None)
+                     for shape, script in scripts.items()}
             seated_left[str(clients)] = seats_left(url, seated_tier_id)
             figures[str(clients)] = point
             print(f"{clients:>7} {point['row']:>7.0f} {point['hot']:>7.0f} {point['hot_quota']:>9.0f}"
@@ -291,7 +299,8 @@ def main() -> int:
         print("named-seat storm: " + ", ".join(f"{name} {value}" for name, value in stormed.items()))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"clients": figures, "seated": {
-        "seats": SEATED_SEATS, "row": SEATED_ROW, "quantity": SEATED_QUANTITY, "seats_left": seated_left,
+        "seats": SEATED_SEATS, "row": SEATED_ROW, "quantity": SEATED_QUANTITY, "fill": SEATED_FILL,
+        "seats_left": seated_left,
         "seated_over_hot": {clients: round(point["seated"] / point["hot"], 2) for clients, point in figures.items()}},
         "sellout": result, "storm": stormed}, indent=2) + "\n", encoding="utf-8")
     print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")

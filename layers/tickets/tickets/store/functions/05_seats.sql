@@ -20,6 +20,12 @@
 --      LOCKED) and claim it. All being claimed: move ahead (seats_claim_block) and try again.
 --      A buyer alone gets the front-most block; a crowd spreads over the front rows, each buyer
 --      locking only its own seats, instead of every buyer stepping over every other's locks.
+--      The blocks read do not overlap (a run of free seats is cut into blocks from its first
+--      seat) and every move ahead is a whole number of blocks, so that concurrent buyers of one
+--      quantity claim aligned blocks: a block read from seat 2 of a run while another buyer
+--      claims seats 1-2 would leave seat 1 alone, and every later try reads past such single
+--      seats again (measured: hundreds left at the front after 8 s, each try read through them;
+--      aligned, none, and seated/hot went from 0.38-0.46 to 0.51-0.74 at 64 clients).
 --      After a few tries, steps 1-3.
 --      (Measured at 16 and 64 clients: locking the first free seats with SKIP LOCKED interleaves,
 --      two buyers each getting every other seat, and step 2's windows then leave gaps that send
@@ -114,10 +120,11 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Step 0's try: reads the first p_window blocks of p_quantity free seats in one row after seat
--- p_after (seats in claims in flight look free), locks the first of them whose seats nobody is
--- claiming (SKIP LOCKED) and claims it for p_reservation_id. Returns the block's labels in seat
--- order; or NULL and where to read on from (the blocks read were being claimed); or NULL and
--- NULL when there is no block after p_after.
+-- p_after (seats in claims in flight look free; blocks cut from the start of each run of free
+-- seats, not overlapping), locks the first of them whose seats nobody is claiming (SKIP LOCKED)
+-- and claims it for p_reservation_id. Returns the block's labels in seat order; or NULL and the
+-- last seat of the blocks tried, to read on after (they were being claimed); or NULL and NULL
+-- when there is no block after p_after.
 CREATE OR REPLACE FUNCTION seats_try_block(p_tier_id uuid, p_quantity integer, p_after integer, p_window integer,
                                            p_reservation_id uuid, OUT v_labels jsonb, OUT v_next integer)
 LANGUAGE plpgsql AS $$
@@ -149,12 +156,13 @@ BEGIN
         IF v_run >= p_quantity THEN
             v_blocks := v_blocks || (v_seat.seat_no - p_quantity + 1);
             EXIT WHEN cardinality(v_blocks) = p_window;
+            v_run := 0;  -- the next block starts after this one
         END IF;
     END LOOP;
     IF cardinality(v_blocks) = 0 THEN
         RETURN;
     END IF;
-    v_next := v_blocks[cardinality(v_blocks)];
+    v_next := v_blocks[cardinality(v_blocks)] + p_quantity - 1;
     BEGIN
         SELECT seat_no INTO v_first FROM seats
         WHERE tier_id = p_tier_id AND seat_no = ANY (v_blocks) AND reservation_id IS NULL
@@ -183,7 +191,7 @@ BEGIN
         -- A seat of this block is being claimed: let go of the block and read on from it.
         RAISE EXCEPTION USING ERRCODE = 'TK002';
     EXCEPTION WHEN SQLSTATE 'TK002' THEN
-        v_next := v_first;
+        v_next := v_first + p_quantity - 1;
     END;
 END
 $$;
