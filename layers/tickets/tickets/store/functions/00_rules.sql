@@ -40,15 +40,13 @@ $$;
 CREATE OR REPLACE FUNCTION next_booking_reference() RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_code     bigint := (nextval('booking_reference_seq') * 747796405 + 289133645) % 1073741824;
+    v_code     integer := (nextval('booking_reference_seq') * 747796405 + 289133645) % 1073741824;
     v_alphabet constant text := '0123456789ABCDEFGHJKMNPQRSTVWXYZ';  -- Crockford base32
-    v_ref      text := '';
 BEGIN
-    FOR i IN 1..6 LOOP
-        v_ref := substr(v_alphabet, (v_code % 32)::integer + 1, 1) || v_ref;
-        v_code := v_code / 32;
-    END LOOP;
-    RETURN 'EVT-' || v_ref;
+    -- Its six base-32 digits, most significant first (one expression, not a loop of twelve).
+    RETURN 'EVT-' || substr(v_alphabet, (v_code >> 25) + 1, 1) || substr(v_alphabet, (v_code >> 20 & 31) + 1, 1)
+                  || substr(v_alphabet, (v_code >> 15 & 31) + 1, 1) || substr(v_alphabet, (v_code >> 10 & 31) + 1, 1)
+                  || substr(v_alphabet, (v_code >> 5 & 31) + 1, 1) || substr(v_alphabet, (v_code & 31) + 1, 1);
 END
 $$;
 
@@ -58,7 +56,25 @@ $$;
 -- session, where a sql function's is made again on every call.)
 CREATE OR REPLACE FUNCTION reservation_json(r reservations) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_tickets jsonb := '[]';
+    v_payment jsonb;
 BEGIN
+    -- Tickets and the captured payment are written with the status 'confirmed' (confirm_reservation),
+    -- which never changes after: any other reservation, a new hold first, skips both reads. (Read
+    -- as statements of their own: as CASE branches of the object below, they made PostgreSQL plan
+    -- the whole expression again for every reservation, to fold the CASE.)
+    IF r.status = 'confirmed' THEN
+        v_tickets := coalesce((
+            SELECT jsonb_agg(jsonb_build_object('ticket_code', t.ticket_code)
+                             || CASE WHEN r.seats IS NOT NULL THEN jsonb_build_object('seat', r.seats[t.seat_index])
+                                     ELSE '{}'::jsonb END ORDER BY t.seat_index)
+            FROM tickets t WHERE t.reservation_id = r.reservation_id), '[]'::jsonb);
+        v_payment := (
+            SELECT jsonb_build_object('transaction_id', p.transaction_id, 'status', p.status,
+                                      'amount', p.amount, 'currency', p.currency)
+            FROM payments p WHERE p.reservation_id = r.reservation_id AND p.status = 'captured');
+    END IF;
     RETURN jsonb_build_object(
         'reservation_id', r.reservation_id,
         'booking_reference', r.booking_reference,
@@ -76,15 +92,8 @@ BEGIN
         'created_at', r.created_at,
         'confirmed_at', r.confirmed_at,
         'cancelled_at', r.cancelled_at,
-        'tickets', coalesce((
-            SELECT jsonb_agg(jsonb_build_object('ticket_code', t.ticket_code)
-                             || CASE WHEN r.seats IS NOT NULL THEN jsonb_build_object('seat', r.seats[t.seat_index])
-                                     ELSE '{}'::jsonb END ORDER BY t.seat_index)
-            FROM tickets t WHERE t.reservation_id = r.reservation_id), '[]'::jsonb),
-        'payment', (
-            SELECT jsonb_build_object('transaction_id', p.transaction_id, 'status', p.status,
-                                      'amount', p.amount, 'currency', p.currency)
-            FROM payments p WHERE p.reservation_id = r.reservation_id AND p.status = 'captured'));
+        'tickets', v_tickets,
+        'payment', v_payment);
 END
 $$;
 

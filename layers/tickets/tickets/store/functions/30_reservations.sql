@@ -51,6 +51,7 @@ DECLARE
     v_named     jsonb;
     v_seat_nos  integer[];
     v_claim     jsonb;
+    v_counters  uuid[];
 BEGIN
     IF p_request_key IS NOT NULL THEN
         SELECT * INTO v_held FROM reservations WHERE request_key = p_request_key;
@@ -154,7 +155,8 @@ BEGIN
                                   'unavailable_seats', to_jsonb(seats_taken(v_tier.tier_id, v_seat_nos)));
     END IF;
     -- A sold-out tier is refused before anything is written (most requests of an on-sale's end).
-    IF NOT counters_have(tier_counters(v_tier.tier_id), p_quantity) THEN
+    v_counters := tier_counters(v_tier.tier_id);
+    IF NOT counters_have(v_counters, p_quantity) THEN
         v_free := tier_available(v_tier.tier_id);
         IF v_free < p_quantity THEN
             RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
@@ -193,7 +195,7 @@ BEGIN
     v_answer := hold_json(v_held);
 
     -- Then the counters: their locks last from here to the commit.
-    IF NOT inventory_take(v_tier.tier_id, p_quantity, v_offer.offer_id) THEN
+    IF NOT inventory_take(v_counters, p_quantity, v_offer.offer_id) THEN
         IF v_claim IS NOT NULL THEN
             PERFORM seats_release(ARRAY[p_reservation_id]);  -- found through the hold's labels: before it goes
         END IF;
