@@ -19,9 +19,13 @@
 -- a query over many holds can use it as an index bound (read once when the scan starts, instead
 -- of a volatile clock_timestamp() tested row by row over every live hold of a tier: with 20,000
 -- live holds that made each reserve 4x slower). hold_lapsed is inlined into the queries that name it.
+-- (plpgsql: a sql function that calls a volatile one is not inlined, and run as sql it was parsed
+-- and planned again in every transaction that read a hold's status.)
 CREATE OR REPLACE FUNCTION lapse_horizon() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-    SELECT clock_timestamp()
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN clock_timestamp();
+END
 $$;
 
 CREATE OR REPLACE FUNCTION hold_lapsed(p_expires_at timestamptz) RETURNS boolean

@@ -266,11 +266,15 @@ DECLARE
     v_amounts  integer[] := array_fill(p_quantity, ARRAY[cardinality(p_tier_counters)]);
     v_shares   smallint[] := '{}';
     v_share    smallint;
+    v_at       integer := 1;
 BEGIN
     IF p_offer_id IS NOT NULL THEN
         -- The offer's claim joins the seats' counters in lock order.
-        SELECT array_agg(c ORDER BY c), array_agg(a ORDER BY c) INTO v_counters, v_amounts
-        FROM unnest(v_counters || p_offer_id, v_amounts || 1) AS counted(c, a);
+        WHILE v_at <= cardinality(v_counters) AND v_counters[v_at] < p_offer_id LOOP
+            v_at := v_at + 1;
+        END LOOP;
+        v_counters := v_counters[:v_at - 1] || p_offer_id || v_counters[v_at:];
+        v_amounts := v_amounts[:v_at - 1] || 1 || v_amounts[v_at:];
     END IF;
     FOR i IN 1..cardinality(v_counters) LOOP
         v_share := counter_take(v_counters[i], v_amounts[i]);
