@@ -131,7 +131,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_blocks   integer[] := '{}';
     v_first    integer;
-    v_locked   tid[];
+    v_count    integer;
     v_seat     record;
     v_run      integer := 0;
     v_last_no  integer;
@@ -171,24 +171,27 @@ BEGIN
         IF v_first IS NULL THEN
             RETURN;  -- every block read is being claimed
         END IF;
-        v_locked := ARRAY(SELECT ctid FROM seats WHERE tier_id = p_tier_id AND reservation_id IS NULL
-                            AND seat_no BETWEEN v_first AND v_first + p_quantity - 1
-                          ORDER BY seat_no FOR UPDATE SKIP LOCKED);
-        IF cardinality(v_locked) = p_quantity THEN
-            -- Claimed in the subtransaction that locked them: a lock taken in a subtransaction
-            -- and an update by its parent would make every seat row a MultiXact (measured:
-            -- MultiXact SLRU waits under 16 clients). By the locked rows' ctids alone (stable
-            -- while locked): with the tier in the condition, a tier newer than the table's
-            -- statistics looked like one row, and the plan read the whole tier through the label
-            -- index, 7 ms a claim (measured).
-            WITH claimed AS (
-                UPDATE seats SET reservation_id = p_reservation_id
-                WHERE ctid = ANY (v_locked)
-                RETURNING seat_no, label)
-            SELECT jsonb_agg(label ORDER BY seat_no) INTO v_labels FROM claimed;
+        -- The block's seats locked (SKIP LOCKED: the first is ours already) and claimed in one
+        -- statement, in the subtransaction that locked them: a lock taken in a subtransaction and
+        -- an update by its parent would make every seat row a MultiXact (measured: MultiXact SLRU
+        -- waits under 16 clients). The update finds them by the locked rows' ctids (stable while
+        -- locked): with the tier in its condition, a tier newer than the table's statistics
+        -- looked like one row, and the plan read the whole tier through the label index, 7 ms a
+        -- claim (measured). (As two statements, the claim by an array of ctids got a custom plan,
+        -- made again on every call.)
+        WITH claimed AS (
+            UPDATE seats SET reservation_id = p_reservation_id
+            WHERE ctid = ANY (ARRAY(SELECT ctid FROM seats WHERE tier_id = p_tier_id AND reservation_id IS NULL
+                                      AND seat_no BETWEEN v_first AND v_first + p_quantity - 1
+                                    ORDER BY seat_no FOR UPDATE SKIP LOCKED))
+            RETURNING seat_no, label)
+        SELECT jsonb_agg(label ORDER BY seat_no), count(*) INTO v_labels, v_count FROM claimed;
+        IF v_count = p_quantity THEN
             RETURN;
         END IF;
-        -- A seat of this block is being claimed: let go of the block and read on from it.
+        -- A seat of this block is being claimed: undo the part claimed, let go of the block and
+        -- read on after it (a rolled-back subtransaction leaves variables as they are).
+        v_labels := NULL;
         RAISE EXCEPTION USING ERRCODE = 'TK002';
     EXCEPTION WHEN SQLSTATE 'TK002' THEN
         v_next := v_first + p_quantity - 1;
