@@ -23,7 +23,7 @@ from tickets.settings import settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 TABLES = ("tickets, payment_intents, payments, reservations, offer_tiers, offers, quota_tiers, counter_shares,"
-          " counters, quotas, seats, tiers, events")
+          " counters, quotas, seat_fronts, seats, tiers, events")
 # The most calls a race test makes at once; each runs in an execution environment of its own.
 RACE_ENVIRONMENTS = 60
 

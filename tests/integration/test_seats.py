@@ -191,6 +191,46 @@ def test_best_available_steps_past_seats_being_claimed(api: Api, key: str, datab
     assert_no_seat_twice(db)
 
 
+def front(db: Any, tier_id: str) -> tuple[int, int]:
+    row = db.execute("SELECT free_after, version FROM seat_fronts WHERE tier_id = %s", (tier_id,)).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_the_front_moves_past_sold_seats_and_back_below_freed_ones(api: Api, key: str, db: Any) -> None:
+    """Best available reads a tier's free seats from its front, which moves past the seats sold (so
+    a read does not walk what a burst left behind) and back below any seat a cancel or an expiry
+    frees: a lone buyer still gets the front-most block."""
+    event = seated_event(api, rows=[(f"R{n}", 10) for n in range(1, 41)], max_per_order=10)
+    tier_id = event["tiers"][0]["tier_id"]
+    rows = [reserve(api, event, f"{key}{n}", quantity=10).body for n in range(31)]
+    assert [held["seats"][0] for held in rows] == [f"R{n}-1" for n in range(1, 32)]
+    assert front(db, tier_id) == (260, 0)  # the 27th read found its first free seat at 261, 256 past the front
+    assert api.request("DELETE", f"/reservations/{rows[0]['reservation_id']}").status == 200
+    assert front(db, tier_id) == (0, 1)
+    assert reserve(api, event, key + "a", quantity=2).body["seats"] == ["R1-1", "R1-2"]
+    lapse(db, rows[2]["reservation_id"])
+    assert api.invoke_raw(scheduled_event(), "ExpireFunction")["expired"] == 1
+    assert front(db, tier_id) == (0, 2)  # least(0, R3-1 - 1)
+    # R1 has 8 seats left, R2 is sold: R3, freed by the expiry, is the front-most row of 10.
+    assert reserve(api, event, key + "b", quantity=10).body["seats"][0] == "R3-1"
+    assert_counters_agree_with_rows(db)
+    assert_no_seat_twice(db)
+
+
+def test_an_advance_read_before_a_release_is_not_applied(api: Api, key: str, db: Any) -> None:
+    """A reserve that read the front before a release freed a seat below where it would move the
+    front leaves the front alone (the release counted a version)."""
+    event = seated_event(api, rows=[(f"R{n}", 10) for n in range(1, 4)], max_per_order=10)
+    tier_id = event["tiers"][0]["tier_id"]
+    held = reserve(api, event, key, quantity=10).body
+    _, read_version = front(db, tier_id)
+    assert api.request("DELETE", f"/reservations/{held['reservation_id']}").status == 200
+    db.execute("SELECT seats_front_advance(%s, %s, 10)", (tier_id, read_version))
+    assert front(db, tier_id) == (0, read_version + 1)
+    assert reserve(api, event, key + "a", quantity=2).body["seats"] == ["R1-1", "R1-2"]
+
+
 def test_labelled_seats_in_order_of_preference(api: Api, key: str) -> None:
     event = api.create_event(tiers=[{"name": "Boxes", "seating": "assigned", "price": 1, "max_per_order": 4,
                                      "seats": ["Royal", "Box 1", "Box 2", "Box 3"]}])

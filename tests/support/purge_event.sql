@@ -13,6 +13,7 @@
 --   quotas         -> events
 --   offers, offer_tiers: an event's discount codes (their claims are a counter too)
 --   seats          -> tiers (assigned seating)
+--   seat_fronts    -> tiers (assigned seating)
 --   tiers          -> events
 -- An unknown event id deletes nothing. A missing event_id variable is an error (ON_ERROR_STOP).
 -- The DynamoDB idempotency records of the event's requests are left to their TTL.
@@ -58,6 +59,9 @@ WHERE counter_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id'
 DELETE FROM offers WHERE event_id = :'event_id';
 
 DELETE FROM seats
+WHERE tier_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id');
+
+DELETE FROM seat_fronts
 WHERE tier_id IN (SELECT tier_id FROM tiers WHERE event_id = :'event_id');
 
 DELETE FROM quotas WHERE event_id = :'event_id';

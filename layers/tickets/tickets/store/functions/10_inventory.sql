@@ -36,11 +36,15 @@
 --          when max_per_customer / max_holds_per_ip is set)
 --       2. reservation rows (cancel, expiry, reclaim; confirm locks its row, then its payment intent)
 --       2b. seat rows of assigned seating (05_seats.sql), waiting only in (tier_id, seat_no) order
+--       2c. the seat_fronts rows of those tiers, in tier order (a release); a reserve that moves a
+--           front locks it with SKIP LOCKED, never waiting, after its seats and before any share
 --       3. counter shares, counter by counter in ascending counter_id (tier_counters gives the
 --          order); within a counter, one share at a time while holding none of its others
 --          (steps 1-2), or all of them in share order (step 3).
---     Reserve takes 1, 2b then 3 and never locks another reservation's row; cancel, expiry and
---     reclaim take 2, 2b then 3; confirm 2 then 2b (it sells the seats); check-in locks only its ticket row.
+--     Reserve takes 1, 2b, 2c then 3 and never locks another reservation's row; cancel, expiry and
+--     reclaim take 2, 2b, 2c then 3; confirm 2 then 2b (it sells the seats); check-in locks only its
+--     ticket row. A reserve that gives up seats it claimed itself (seats_unclaim) leaves 2c alone:
+--     it holds shares by then.
 --   * Run as one statement in autocommit mode, so that a lock is held for one database round
 --     trip: the client never talks between lock and commit. Within reserve, everything that needs
 --     no lock (validation, the reservation row, its booking reference and JSON) is done before
