@@ -10,9 +10,10 @@
 -- lapsed hold's seat meet on the seat row: exactly one wins it (the confirm that loses refunds).
 --
 -- Lock order (10_inventory.sql lists the whole): reservation rows, then seat rows, then the
--- tier's front, then counter shares. Reserve claims its seats before it touches a counter; cancel, confirm and expiry lock
--- the reservation, then its seats, then give back counters. Whoever waits on seat rows waits in
--- (tier_id, seat_no) order, so two claims of overlapping seats cannot deadlock.
+-- tier's front, then counter shares. Reserve claims its seats before it touches a counter;
+-- cancel, confirm and expiry lock the reservation, then its seats, then give back counters.
+-- Whoever waits on seat rows waits in (tier_id, seat_no) order, so two claims of overlapping
+-- seats cannot deadlock.
 --
 -- Best available (seats_choose_best) must not queue every buyer of a stadium behind one row:
 --   0. block (no lapsed holds on the tier: an on-sale's usual case): read the 16 front-most
