@@ -239,25 +239,27 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_labels     jsonb;
     v_front      seat_fronts%ROWTYPE;
+    v_from       integer;
     v_after      integer;
     v_next       integer;
     v_first_free integer;
 BEGIN
     -- Read before the seats (an earlier snapshot): see seats_front_advance.
     SELECT * INTO v_front FROM seat_fronts WHERE tier_id = p_tier_id;
-    v_after := coalesce(v_front.free_after, 0);
+    v_from := coalesce(v_front.free_after, 0);
+    v_after := v_from;
     FOR attempt IN 1..6 LOOP
         SELECT * INTO v_labels, v_next, v_first_free
         FROM seats_try_block(p_tier_id, p_quantity, v_after, 16, p_reservation_id);
         IF v_labels IS NOT NULL THEN
-            IF attempt = 1 AND v_first_free - v_front.free_after > 256 THEN
+            IF attempt = 1 AND v_first_free - v_from > 256 THEN
                 PERFORM seats_front_advance(p_tier_id, v_front.version, v_first_free - 1);
             END IF;
             RETURN v_labels;
         END IF;
         IF v_next IS NULL THEN
-            EXIT WHEN v_after = coalesce(v_front.free_after, 0);
-            v_after := coalesce(v_front.free_after, 0);  -- jumped past the last block: from the front once more
+            EXIT WHEN v_after = v_from;
+            v_after := v_from;  -- jumped past the last block: from the front once more
         ELSE
             v_after := v_next + p_quantity * CASE WHEN attempt = 1 THEN pg_backend_pid() % 64
                                                   ELSE floor(random() * (16 << attempt))::integer END;
@@ -462,41 +464,39 @@ BEGIN
 END
 $$;
 
--- Frees the seats these reservations still have (a cancel, an expiry), locking them in seat
--- order, then lowers their tiers' fronts below them, tier by tier in tier order (after the seats:
--- lock order). The caller holds the reservations' rows.
+-- Frees the seats these reservations still have, locking them in seat order; returns them. The
+-- caller holds the reservations' rows (or made them). A reserve that claimed seats and then gives
+-- up (its counters lacked the seats) calls this alone: nobody saw those seats taken, so the front
+-- stays, and a reserve holding counter shares by then must not wait for a front that an advancing
+-- reserve holds. Everyone else frees through seats_release.
+CREATE OR REPLACE FUNCTION seats_vacate(p_reservations uuid[]) RETURNS TABLE (tier_id uuid, seat_no integer)
+LANGUAGE sql AS $$
+    UPDATE seats s SET reservation_id = NULL, sold = false
+    FROM (SELECT s.tier_id, s.seat_no FROM seats s
+          JOIN reservations r ON r.tier_id = s.tier_id AND s.label = ANY (r.seats)
+          WHERE r.reservation_id = ANY (p_reservations) AND s.reservation_id = r.reservation_id
+          ORDER BY s.tier_id, s.seat_no FOR UPDATE OF s) mine
+    WHERE s.tier_id = mine.tier_id AND s.seat_no = mine.seat_no AND s.reservation_id = ANY (p_reservations)
+    RETURNING s.tier_id, s.seat_no
+$$;
+
+-- Frees the seats these reservations still have (a cancel, an expiry) and lowers their tiers'
+-- fronts below them, tier by tier in tier order (after the seats: lock order). The caller holds
+-- the reservations' rows.
 CREATE OR REPLACE FUNCTION seats_release(p_reservations uuid[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_tiers  uuid[];
     v_lowest integer[];
 BEGIN
-    WITH freed AS (
-        UPDATE seats s SET reservation_id = NULL, sold = false
-        FROM (SELECT s.tier_id, s.seat_no FROM seats s
-              JOIN reservations r ON r.tier_id = s.tier_id AND s.label = ANY (r.seats)
-              WHERE r.reservation_id = ANY (p_reservations) AND s.reservation_id = r.reservation_id
-              ORDER BY s.tier_id, s.seat_no FOR UPDATE OF s) mine
-        WHERE s.tier_id = mine.tier_id AND s.seat_no = mine.seat_no AND s.reservation_id = ANY (p_reservations)
-        RETURNING s.tier_id, s.seat_no)
-    SELECT array_agg(tier_id ORDER BY tier_id), array_agg(seat_no ORDER BY tier_id) INTO v_tiers, v_lowest
-    FROM (SELECT tier_id, min(seat_no) AS seat_no FROM freed GROUP BY tier_id) lowest;
+    SELECT array_agg(freed.tier_id ORDER BY freed.tier_id), array_agg(freed.seat_no ORDER BY freed.tier_id)
+    INTO v_tiers, v_lowest
+    FROM (SELECT v.tier_id, min(v.seat_no) AS seat_no FROM seats_vacate(p_reservations) v GROUP BY v.tier_id) freed;
     FOR i IN 1..coalesce(cardinality(v_tiers), 0) LOOP
         UPDATE seat_fronts SET free_after = least(free_after, v_lowest[i] - 1), version = version + 1
         WHERE tier_id = v_tiers[i];
     END LOOP;
 END
-$$;
-
--- Frees the seats a reserve claimed in its own transaction and then gave up (its counters lacked
--- the seats). Nobody saw them taken, so the front is left alone: a reserve that gives up still
--- holds counter shares, and must not wait for a front that an advancing reserve holds.
-CREATE OR REPLACE FUNCTION seats_unclaim(p_reservation_id uuid) RETURNS void
-LANGUAGE sql AS $$
-    UPDATE seats s SET reservation_id = NULL
-    FROM reservations r
-    WHERE r.reservation_id = p_reservation_id
-      AND s.tier_id = r.tier_id AND s.label = ANY (r.seats) AND s.reservation_id = r.reservation_id
 $$;
 
 -- A confirm sells the hold's seats (the caller holds its row): true when the hold still has all

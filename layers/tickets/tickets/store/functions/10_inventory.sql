@@ -43,7 +43,7 @@
 --          (steps 1-2), or all of them in share order (step 3).
 --     Reserve takes 1, 2b, 2c then 3 and never locks another reservation's row; cancel, expiry and
 --     reclaim take 2, 2b, 2c then 3; confirm 2 then 2b (it sells the seats); check-in locks only its
---     ticket row. A reserve that gives up seats it claimed itself (seats_unclaim) leaves 2c alone:
+--     ticket row. A reserve that gives up seats it claimed itself (seats_vacate) leaves 2c alone:
 --     it holds shares by then.
 --   * Run as one statement in autocommit mode, so that a lock is held for one database round
 --     trip: the client never talks between lock and commit. Within reserve, everything that needs
@@ -119,14 +119,20 @@ END
 $$;
 
 -- What a reservation takes, in lock order: (counter, amount) for its tier's and quotas' counters
--- (its seats) and its offer's (one claim).
-CREATE OR REPLACE FUNCTION reservation_counters(p_tier_id uuid, p_quantity integer, p_offer_id uuid)
+-- (its seats; p_tier_counters as tier_counters gives them) and its offer's (one claim).
+CREATE OR REPLACE FUNCTION reservation_counters(p_tier_counters uuid[], p_quantity integer, p_offer_id uuid)
 RETURNS TABLE (counter_id uuid, amount integer)
 LANGUAGE sql STABLE AS $$
-    SELECT c, p_quantity FROM unnest(tier_counters(p_tier_id)) AS c
+    SELECT c, p_quantity FROM unnest(p_tier_counters) AS c
     UNION ALL
     SELECT p_offer_id, 1 WHERE p_offer_id IS NOT NULL
     ORDER BY 1
+$$;
+
+CREATE OR REPLACE FUNCTION reservation_counters(p_tier_id uuid, p_quantity integer, p_offer_id uuid)
+RETURNS TABLE (counter_id uuid, amount integer)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM reservation_counters(tier_counters(p_tier_id), p_quantity, p_offer_id)
 $$;
 
 -- A tier's available seats: the least of its own counter's and each of its quotas'.
@@ -270,15 +276,12 @@ DECLARE
     v_amounts  integer[] := array_fill(p_quantity, ARRAY[cardinality(p_tier_counters)]);
     v_shares   smallint[] := '{}';
     v_share    smallint;
-    v_at       integer := 1;
 BEGIN
+    -- Without an offer that is the seats' counters as given, each taking p_quantity (a reserve's
+    -- usual case, without a query); with one, reservation_counters puts its claim in lock order.
     IF p_offer_id IS NOT NULL THEN
-        -- The offer's claim joins the seats' counters in lock order.
-        WHILE v_at <= cardinality(v_counters) AND v_counters[v_at] < p_offer_id LOOP
-            v_at := v_at + 1;
-        END LOOP;
-        v_counters := v_counters[:v_at - 1] || p_offer_id || v_counters[v_at:];
-        v_amounts := v_amounts[:v_at - 1] || 1 || v_amounts[v_at:];
+        SELECT array_agg(counter_id ORDER BY counter_id), array_agg(amount ORDER BY counter_id)
+        INTO v_counters, v_amounts FROM reservation_counters(p_tier_counters, p_quantity, p_offer_id);
     END IF;
     FOR i IN 1..cardinality(v_counters) LOOP
         v_share := counter_take(v_counters[i], v_amounts[i]);

@@ -197,7 +197,7 @@ BEGIN
     -- Then the counters: their locks last from here to the commit.
     IF NOT inventory_take(v_counters, p_quantity, v_offer.offer_id) THEN
         IF v_claim IS NOT NULL THEN
-            PERFORM seats_unclaim(p_reservation_id);  -- found through the hold's labels: before it goes
+            PERFORM seats_vacate(ARRAY[p_reservation_id]);  -- found through the hold's labels: before it goes
         END IF;
         DELETE FROM reservations WHERE reservation_id = p_reservation_id;
         -- "reclaim": lapsed holds block the seats or the claim (available_seats >= p_quantity, or
