@@ -150,14 +150,15 @@ DECLARE
     v_last_row integer;
 BEGIN
     -- A loop over the free seats in order, counting runs of adjacent seats of one row, at most
-    -- 2,000 seats a try (a fragmented tier goes on to steps 1-3). The constant LIMIT keeps the
-    -- plan the free-seat index in order: without it the session's generic plan, once the table
-    -- has statistics, sorts every free seat of the tier on each try (measured: seated/hot 0.16 at
-    -- 64 clients); one query with the block test as a correlated subquery was estimated so dear
-    -- that PostgreSQL compiled it with JIT, 0.35 s a call.
+    -- 400 seats a try (a fragmented tier goes on to steps 1-3). The small constant LIMIT keeps the
+    -- plan (generic: reserve_seats) the free-seat index in order: with 2,000, once the table held
+    -- a few analyzed tiers, the plan sorted every free seat of the tier on each try, 7-11 ms
+    -- (measured: seated/hot 0.13-0.17 from the fourth tier of one cluster on); without a LIMIT,
+    -- likewise (0.16 at 64 clients). One query with the block test as a correlated subquery was
+    -- estimated so dear that PostgreSQL compiled it with JIT, 0.35 s a call.
     FOR v_seat IN SELECT seat_no, row_no FROM seats
                   WHERE tier_id = p_tier_id AND reservation_id IS NULL AND seat_no > p_after
-                  ORDER BY seat_no LIMIT 2000 LOOP
+                  ORDER BY seat_no LIMIT 400 LOOP
         v_first_free := coalesce(v_first_free, v_seat.seat_no);
         IF v_seat.seat_no = v_last_no + 1 AND v_seat.row_no = v_last_row THEN
             v_run := v_run + 1;
@@ -370,9 +371,11 @@ $$;
 -- Best available (steps 1-3 above): locks and returns p_quantity seats, ascending, or NULL when
 -- fewer are free (nothing kept locked that matters: the caller refuses and commits).
 -- p_lapsed: the tier has lapsed holds not yet reclaimed (their seats are free too).
+-- (Planned as PostgreSQL chooses, not generic as the rest of reserve: its LIMITs are parameters,
+-- which a generic plan takes for a tenth of the tier, sorting all of it. It is the rare path.)
 DROP FUNCTION IF EXISTS seats_choose_best(uuid, integer);
 CREATE OR REPLACE FUNCTION seats_choose_best(p_tier_id uuid, p_quantity integer, p_lapsed boolean) RETURNS integer[]
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = auto AS $$
 DECLARE
     v_front  integer[];
     v_kept   boolean;

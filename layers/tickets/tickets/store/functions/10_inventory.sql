@@ -53,6 +53,12 @@
 --   * On reserve's path, a function that runs a query is plpgsql (its plans are kept for the
 --     session; a sql function that is not inlined is planned again on every call), and a test of
 --     many holds goes through hold_lapsed (00_rules.sql), which an index can bound.
+--   * reserve_seats runs with plan_cache_mode = force_generic_plan (a function SET: nothing
+--     pinned): once the tables have statistics, PostgreSQL's own choice planned the share UPDATE
+--     (and most seat statements) again on every call, a custom plan of the same shape that looked
+--     a little cheaper, 0.2-0.4 ms a reserve (measured: hot/row 1.16 -> 1.36 at 64 clients). So a
+--     statement on its path must have one good plan whatever its parameters: no LIMIT or range
+--     that only a parameter's value makes small (seats_try_block, seats_choose_best).
 
 DROP FUNCTION IF EXISTS inventory_create(uuid, integer);
 DROP FUNCTION IF EXISTS inventory_available(uuid);
