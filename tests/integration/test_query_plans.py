@@ -4,7 +4,8 @@ Plans, not timings: with thousands of live holds on a tier, the lapsed-hold sums
 counter_available must be an index range on expires_at (lapse_horizon(), 00_rules.sql), never a
 filter evaluated on every live hold of the tier (which made each reserve 4x slower at 20,000); and
 reserve's generic plans (10_inventory.sql) must read free seats in index order however many
-analyzed tiers the seats table holds.
+analyzed tiers the seats table holds; and a general-admission reserve makes only the plpgsql calls
+it needs (each costs about as much as a statement on a hot tier).
 """
 
 from __future__ import annotations
@@ -83,3 +84,23 @@ def test_reserve_plans_are_generic_and_read_free_seats_in_index_order_among_many
     # And the counter's share UPDATE, which PostgreSQL's own choice re-planned on every reserve.
     share = [text for text in plans if "UPDATE counter_shares" in text]
     assert share and "counter_id = $" in share[0], plans
+
+
+def test_general_admission_reserve_calls_only_these_plpgsql_functions(api: Api, db: Any) -> None:
+    # On a hot tier each plpgsql call on reserve's path costs about as much as the statement it runs
+    # (10_inventory.sql, counter_take): the booking reference and the new hold's answer are inlined sql,
+    # the first look at the counters is one call, steps 1 and 2 are blocks of counter_take.
+    event = api.create_event(tiers=[{"name": "GA", "capacity": 10_000, "price": 100}])
+    tier_id = event["tiers"][0]["tier_id"]
+    with psycopg.connect(db.info.dsn, password=db.info.password) as conn:
+        try:
+            conn.execute("SET LOCAL track_functions = 'pl'")
+        except psycopg.errors.InsufficientPrivilege:
+            pytest.skip("track_functions needs a superuser connection (DATABASE_URL's role is not one)")
+        answer = conn.execute("SELECT reserve_seats(%s, %s, 2, 'calls-buyer', 'a', gen_random_uuid(), 's', NULL, NULL)",
+                              (event["event_id"], tier_id)).fetchone()
+        calls = dict(conn.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions").fetchall())
+    assert answer is not None and answer[0]["outcome"] == "held", answer
+    assert answer[0]["reservation"]["booking_reference"].startswith("EVT-"), answer
+    assert calls == {"reserve_seats": 1, "tier_counters_having": 1, "inventory_take": 1, "counter_take": 1,
+                     "lapse_horizon": 1}, calls

@@ -52,7 +52,10 @@
 --   * Set lock_timeout on the function (never a session SET: that pins RDS Proxy connections).
 --   * On reserve's path, a function that runs a query is plpgsql (its plans are kept for the
 --     session; a sql function that is not inlined is planned again on every call), and a test of
---     many holds goes through hold_lapsed (00_rules.sql), which an index can bound.
+--     many holds goes through hold_lapsed (00_rules.sql), which an index can bound. But each
+--     plpgsql call costs about as much as a statement (its expressions are set up again in every
+--     transaction): a helper that runs no query is sql that PostgreSQL inlines (booking_reference,
+--     new_hold_json), and a general-admission reserve makes four calls (test_query_plans.py).
 --   * reserve_seats runs with plan_cache_mode = force_generic_plan (a function SET: nothing
 --     pinned): once the tables have statistics, PostgreSQL's own choice planned the share UPDATE
 --     (and most seat statements) again on every call, a custom plan of the same shape that looked
@@ -168,9 +171,88 @@ BEGIN
 END
 $$;
 
--- One try of step 1 (p_share NULL: the first unlocked share with the seats from a random start)
--- or step 2 (wait on p_share), in a subtransaction rolled back when it took nothing, so that a
--- share locked and then found drained is not held afterwards. Returns the share, or NULL.
+-- A reserve's first look: the counters a seat of this tier counts against, in lock order (as
+-- tier_counters), when each has a share with at least p_amount free (as counters_have); NULL
+-- says nothing: count them. One call, where the two were two: see counter_take.
+CREATE OR REPLACE FUNCTION tier_counters_having(p_tier_id uuid, p_amount integer) RETURNS uuid[]
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN (SELECT CASE WHEN bool_and(EXISTS (SELECT 1 FROM counter_shares
+                                              WHERE counter_id = counted.c AND free >= p_amount))
+                        THEN array_agg(c ORDER BY c) END
+            FROM (SELECT p_tier_id AS c UNION ALL SELECT quota_id FROM quota_tiers WHERE tier_id = p_tier_id) counted);
+END
+$$;
+
+-- Takes p_quantity seats from one counter (steps 1-3 above). Returns the share that now holds
+-- this transaction's lock and can take the seats back (see inventory_take), or NULL when the
+-- counter has fewer free seats than asked (nothing taken).
+-- (Steps 1 and 2 are one block in a loop, not a function of their own: on a hot tier every
+-- plpgsql call on reserve's path costs about as much as the statement it runs, measured.)
+CREATE OR REPLACE FUNCTION counter_take(p_counter_id uuid, p_quantity integer) RETURNS smallint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_shares smallint;
+    v_start  smallint;
+    v_wait   smallint;  -- step 2's share; NULL in step 1
+    v_share  smallint;
+    v_total  integer;
+    v_keep   integer;
+BEGIN
+    SELECT shares INTO STRICT v_shares FROM counters WHERE counter_id = p_counter_id;
+    IF v_shares > 1 THEN
+        FOR try IN 1..6 LOOP  -- step 1, step 2, three times
+            v_start := floor(random() * v_shares)::smallint;
+            -- A subtransaction rolled back when it took nothing, so that a share locked and then
+            -- found drained is not held afterwards.
+            BEGIN
+                -- Step 1 reads the shares in key order from a random one, wrapping round once, and
+                -- stops at the first it can lock: a share or two read, not every share of the
+                -- counter, each a chain of row versions on a hot counter. (Uncorrelated scalar
+                -- subqueries run once each, only when coalesce reaches them: not at all in step 2.)
+                UPDATE counter_shares SET free = free - p_quantity
+                WHERE counter_id = p_counter_id AND free >= p_quantity
+                  AND share = coalesce(v_wait,
+                                       (SELECT share FROM counter_shares
+                                        WHERE counter_id = p_counter_id AND share >= v_start AND free >= p_quantity
+                                        ORDER BY share LIMIT 1 FOR UPDATE SKIP LOCKED),
+                                       (SELECT share FROM counter_shares
+                                        WHERE counter_id = p_counter_id AND share < v_start AND free >= p_quantity
+                                        ORDER BY share LIMIT 1 FOR UPDATE SKIP LOCKED))
+                RETURNING share INTO v_share;
+                IF FOUND THEN
+                    RETURN v_share;
+                END IF;
+                RAISE EXCEPTION USING ERRCODE = 'TK001';
+            EXCEPTION WHEN SQLSTATE 'TK001' THEN
+                NULL;
+            END;
+            IF v_wait IS NULL THEN
+                -- 2. busy: wait on one share that has the seats, if any has.
+                SELECT share INTO v_wait FROM counter_shares
+                WHERE counter_id = p_counter_id AND free >= p_quantity
+                ORDER BY random() LIMIT 1;
+                EXIT WHEN NOT FOUND;
+            ELSE
+                v_wait := NULL;
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- 3. all: every share, in share order.
+    PERFORM 1 FROM counter_shares WHERE counter_id = p_counter_id ORDER BY share FOR UPDATE;
+    SELECT sum(free) INTO v_total FROM counter_shares WHERE counter_id = p_counter_id;
+    IF v_total < p_quantity THEN
+        RETURN NULL;
+    END IF;
+    v_keep := v_total - p_quantity;
+    PERFORM counter_spread(p_counter_id, v_shares, v_keep);
+    RETURN 0;
+END
+$$;
+
+-- The previous release's counter_take calls this (a deploy has a moment when a call of it is
+-- under way). Contract: drop it a release later.
 CREATE OR REPLACE FUNCTION counter_try(p_counter_id uuid, p_quantity integer, p_shares smallint, p_share smallint)
 RETURNS smallint
 LANGUAGE plpgsql AS $$
@@ -179,10 +261,6 @@ DECLARE
     v_share smallint;
 BEGIN
     BEGIN
-        -- Step 1 reads the shares in key order from a random one, wrapping round once, and stops
-        -- at the first it can lock: a share or two read, not every share of the counter, each a
-        -- chain of row versions on a hot counter. (Uncorrelated scalar subqueries run once each,
-        -- only when coalesce reaches them: not at all when p_share is given.)
         UPDATE counter_shares SET free = free - p_quantity
         WHERE counter_id = p_counter_id AND free >= p_quantity
           AND share = coalesce(p_share,
@@ -200,49 +278,6 @@ BEGIN
     EXCEPTION WHEN SQLSTATE 'TK001' THEN
         RETURN NULL;
     END;
-END
-$$;
-
--- Takes p_quantity seats from one counter (steps 1-3 above). Returns the share that now holds
--- this transaction's lock and can take the seats back (see inventory_take), or NULL when the
--- counter has fewer free seats than asked (nothing taken).
-CREATE OR REPLACE FUNCTION counter_take(p_counter_id uuid, p_quantity integer) RETURNS smallint
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_shares smallint;
-    v_share  smallint;
-    v_total  integer;
-    v_keep   integer;
-BEGIN
-    SELECT shares INTO STRICT v_shares FROM counters WHERE counter_id = p_counter_id;
-    IF v_shares > 1 THEN
-        FOR attempt IN 1..3 LOOP
-            -- 1. fast: a free share that has the seats, scanning from a random share.
-            v_share := counter_try(p_counter_id, p_quantity, v_shares, NULL);
-            IF v_share IS NOT NULL THEN
-                RETURN v_share;
-            END IF;
-            -- 2. busy: wait on one share that has the seats, if any has.
-            SELECT share INTO v_share FROM counter_shares
-            WHERE counter_id = p_counter_id AND free >= p_quantity
-            ORDER BY random() LIMIT 1;
-            EXIT WHEN NOT FOUND;
-            v_share := counter_try(p_counter_id, p_quantity, v_shares, v_share);
-            IF v_share IS NOT NULL THEN
-                RETURN v_share;
-            END IF;
-        END LOOP;
-    END IF;
-
-    -- 3. all: every share, in share order.
-    PERFORM 1 FROM counter_shares WHERE counter_id = p_counter_id ORDER BY share FOR UPDATE;
-    SELECT sum(free) INTO v_total FROM counter_shares WHERE counter_id = p_counter_id;
-    IF v_total < p_quantity THEN
-        RETURN NULL;
-    END IF;
-    v_keep := v_total - p_quantity;
-    PERFORM counter_spread(p_counter_id, v_shares, v_keep);
-    RETURN 0;
 END
 $$;
 
