@@ -251,33 +251,14 @@ BEGIN
 END
 $$;
 
--- The previous release's counter_take calls this (a deploy has a moment when a call of it is
--- under way). Contract: drop it a release later.
+-- The previous release's counter_take calls this for one try (a deploy has a moment when a call
+-- of it is under way); a whole take answers that call as well: the seats taken from some share,
+-- or NULL when the counter lacks them. Contract: drop it a release later.
 CREATE OR REPLACE FUNCTION counter_try(p_counter_id uuid, p_quantity integer, p_shares smallint, p_share smallint)
 RETURNS smallint
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_start smallint := floor(random() * p_shares)::smallint;
-    v_share smallint;
 BEGIN
-    BEGIN
-        UPDATE counter_shares SET free = free - p_quantity
-        WHERE counter_id = p_counter_id AND free >= p_quantity
-          AND share = coalesce(p_share,
-                               (SELECT share FROM counter_shares
-                                WHERE counter_id = p_counter_id AND share >= v_start AND free >= p_quantity
-                                ORDER BY share LIMIT 1 FOR UPDATE SKIP LOCKED),
-                               (SELECT share FROM counter_shares
-                                WHERE counter_id = p_counter_id AND share < v_start AND free >= p_quantity
-                                ORDER BY share LIMIT 1 FOR UPDATE SKIP LOCKED))
-        RETURNING share INTO v_share;
-        IF FOUND THEN
-            RETURN v_share;
-        END IF;
-        RAISE EXCEPTION USING ERRCODE = 'TK001';
-    EXCEPTION WHEN SQLSTATE 'TK001' THEN
-        RETURN NULL;
-    END;
+    RETURN counter_take(p_counter_id, p_quantity);
 END
 $$;
 
