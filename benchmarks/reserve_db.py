@@ -1,7 +1,7 @@
 """What the database takes on a hot on-sale, as ratios against references measured in the same run.
 
     make bench-db                      # a durable throwaway cluster; or DATABASE_URL=... to measure yours
-    BENCH_SECONDS=20 BENCH_CLIENTS=1,4,16,64 make bench-db
+    BENCH_SECONDS=20 BENCH_ROUNDS=3 BENCH_CLIENTS=1,4,16,64 make bench-db
 
 pgbench drives the SQL function the reserve handler calls (reserve_seats: one statement,
 autocommit, simple protocol as behind RDS Proxy; each call a new buyer) in four shapes per
@@ -24,6 +24,9 @@ started after it still got seats (no seat is ever given back in this run, so the
 Then a named-seat storm: STORM_CLIENTS threads asking for 1-2 adjacent seats of one row (row A of
 an assigned-seating tier) until the row is gone, counting holds, 409 seats_unavailable and double
 bookings: a seat in two live holds (there must be none).
+Each client count is measured BENCH_ROUNDS times (rounds over all counts); the tables give each
+round's figures and each ratio's median with its lowest and highest: an 8 s point on a shared
+2-core machine moves by 10-20% from one run to the next.
 Every table is analyzed after the events are made and before they are measured, as a production
 database's are by the time its on-sale starts: PostgreSQL plans a function's statements differently
 with statistics, and autovacuum analyzing part-way through a run made the figures depend on when.
@@ -36,6 +39,7 @@ import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -266,8 +270,18 @@ def storm(url: str) -> dict[str, Any]:
             "double_bookings": int(twice[0]) + len(answered) - len(set(answered))}
 
 
+# Each ratio: (numerator shape, reference shape), taken within one round.
+RATIOS = {"hot/spread": ("hot", "spread"), "quota/spread": ("hot_quota", "spread"), "offer/hot": ("hot_offer", "hot"),
+          "seated/hot": ("seated", "hot"), "hot/row": ("hot", "row")}
+
+
+def ratio_summary(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+
 def main() -> int:
     seconds = int(os.environ.get("BENCH_SECONDS", "8"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     client_counts = [int(n) for n in os.environ.get("BENCH_CLIENTS", "1,4,16,64").split(",")]
     given = os.environ.get("DATABASE_URL")
     # A throwaway cluster unless DATABASE_URL is set; durable (fsync on): commits cost what they cost.
@@ -280,27 +294,44 @@ def main() -> int:
             scripts[shape] = Path(workdir) / f"{shape}.sql"
             if shape != "seated":
                 scripts[shape].write_text(text.format(**ids) + "\n", encoding="utf-8")
-        print(f"{seconds} s per point, {os.cpu_count()} CPUs, {'DATABASE_URL' if given else 'throwaway cluster'};"
-              " transactions per second")
-        print(f"{'clients':>7} {'row':>7} {'hot':>7} {'hot_quota':>9} {'hot_offer':>9} {'spread':>7} {'seated':>7}"
-              f" {'hot/spread':>10} {'quota/spread':>12} {'offer/hot':>9} {'seated/hot':>10} {'hot/row':>7}")
-        figures: dict[str, dict[str, float]] = {}
+        print(f"{seconds} s per point, {rounds} rounds, {os.cpu_count()} CPUs,"
+              f" {'DATABASE_URL' if given else 'throwaway cluster'}; transactions per second")
+        header = (f"{'round':>5} {'clients':>7} {'row':>7} {'hot':>7} {'hot_quota':>9} {'hot_offer':>9} {'spread':>7}"
+                  f" {'seated':>7} " + " ".join(f"{name:>{max(len(name), 7)}}" for name in RATIOS))
+        print(header)
+        rounds_of: dict[str, list[dict[str, float]]] = {}
         seated_left: dict[str, int] = {}
-        for clients in client_counts:
-            seated_event, seated_tier_id = seated_tier()
-            scripts["seated"].write_text(SCRIPTS["seated"].format(seated_event=seated_event, seated_tier=seated_tier_id)
-                                         + "\n", encoding="utf-8")
-            seated_transactions = max(1, int(SEATED_SEATS * SEATED_FILL) // SEATED_QUANTITY // clients)
-            point = {shape: run_pgbench(url, script, clients, seconds,
-                                        seated_transactions if shape == "seated" else None)
-                     for shape, script in scripts.items()}
-            seated_left[str(clients)] = seats_left(url, seated_tier_id)
-            figures[str(clients)] = point
-            print(f"{clients:>7} {point['row']:>7.0f} {point['hot']:>7.0f} {point['hot_quota']:>9.0f}"
-                  f" {point['hot_offer']:>9.0f} {point['spread']:>7.0f} {point['seated']:>7.0f}"
-                  f" {point['hot'] / point['spread']:>10.2f}"
-                  f" {point['hot_quota'] / point['spread']:>12.2f} {point['hot_offer'] / point['hot']:>9.2f}"
-                  f" {point['seated'] / point['hot']:>10.2f} {point['hot'] / point['row']:>7.2f}", flush=True)
+        # Rounds over all client counts, not one count's points back to back: the machine's noise
+        # (another tenant, the fsync latency) then falls on every count alike, and each ratio pairs
+        # neighbouring measurements of one round.
+        for round_number in range(1, rounds + 1):
+            for clients in client_counts:
+                seated_event, seated_tier_id = seated_tier()
+                scripts["seated"].write_text(SCRIPTS["seated"].format(seated_event=seated_event,
+                                                                      seated_tier=seated_tier_id) + "\n",
+                                             encoding="utf-8")
+                seated_transactions = max(1, int(SEATED_SEATS * SEATED_FILL) // SEATED_QUANTITY // clients)
+                point = {shape: run_pgbench(url, script, clients, seconds,
+                                            seated_transactions if shape == "seated" else None)
+                         for shape, script in scripts.items()}
+                left = seats_left(url, seated_tier_id)
+                seated_left[str(clients)] = min(left, seated_left.get(str(clients), left))
+                rounds_of.setdefault(str(clients), []).append(point)
+                print(f"{round_number:>5} {clients:>7} {point['row']:>7.0f} {point['hot']:>7.0f}"
+                      f" {point['hot_quota']:>9.0f} {point['hot_offer']:>9.0f} {point['spread']:>7.0f}"
+                      f" {point['seated']:>7.0f} "
+                      + " ".join(f"{point[top] / point[bottom]:>{max(len(name), 7)}.2f}"
+                                 for name, (top, bottom) in RATIOS.items()), flush=True)
+        figures = {count: {shape: statistics.median(point[shape] for point in points) for shape in SCRIPTS}
+                   for count, points in rounds_of.items()}
+        ratios = {count: {name: ratio_summary([point[top] / point[bottom] for point in points])
+                          for name, (top, bottom) in RATIOS.items()}
+                  for count, points in rounds_of.items()}
+        print(f"median of {rounds} rounds (lowest-highest):")
+        print(f"{'clients':>7} " + " ".join(f"{name:>16}" for name in RATIOS))
+        for count, summary in ratios.items():
+            print(f"{count:>7} " + " ".join(f"{s['median']:>5.2f} ({s['min']:.2f}-{s['max']:.2f})"
+                                              for s in summary.values()))
         if any(left < SEATED_QUANTITY for left in seated_left.values()):
             print(f"WARNING: a seated tier sold out during its run (seats left: {seated_left}); its figure is not"
                   " a reserve rate: lower BENCH_SECONDS or raise SEATED_SEATS")
@@ -309,10 +340,13 @@ def main() -> int:
         stormed = storm(url)
         print("named-seat storm: " + ", ".join(f"{name} {value}" for name, value in stormed.items()))
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"clients": figures, "seated": {
+    # "clients": each shape's median over the rounds; "ratios": the median, lowest and highest of each
+    # round's ratio; "rounds": every point.
+    RESULTS.write_text(json.dumps({"rounds_measured": rounds, "seconds_per_point": seconds,
+                                   "clients": figures, "ratios": ratios, "rounds": rounds_of, "seated": {
         "seats": SEATED_SEATS, "row": SEATED_ROW, "quantity": SEATED_QUANTITY, "fill": SEATED_FILL,
         "seats_left": seated_left,
-        "seated_over_hot": {clients: round(point["seated"] / point["hot"], 2) for clients, point in figures.items()}},
+        "seated_over_hot": {clients: summary["seated/hot"]["median"] for clients, summary in ratios.items()}},
         "sellout": result, "storm": stormed}, indent=2) + "\n", encoding="utf-8")
     print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
     consistent = (result["seats_sold"] == result["capacity"] == result["seats_in_database"]
