@@ -86,21 +86,34 @@ def test_reserve_plans_are_generic_and_read_free_seats_in_index_order_among_many
     assert share and "counter_id = $" in share[0], plans
 
 
-def test_general_admission_reserve_calls_only_these_plpgsql_functions(api: Api, db: Any) -> None:
-    # On a hot tier each plpgsql call on reserve's path costs about as much as the statement it runs
-    # (10_inventory.sql, counter_take): the booking reference and the new hold's answer are inlined sql,
-    # the first look at the counters is one call, steps 1 and 2 are blocks of counter_take.
-    event = api.create_event(tiers=[{"name": "GA", "capacity": 10_000, "price": 100}])
-    tier_id = event["tiers"][0]["tier_id"]
+def reserve_counting_calls(db: Any, event_id: str, tier_id: str, offer_code: str | None) -> tuple[Any, dict[str, int]]:
+    """reserve_seats' answer, and the plpgsql functions it called with their counts."""
     with psycopg.connect(db.info.dsn, password=db.info.password) as conn:
         try:
             conn.execute("SET LOCAL track_functions = 'pl'")
         except psycopg.errors.InsufficientPrivilege:
             pytest.skip("track_functions needs a superuser connection (DATABASE_URL's role is not one)")
-        answer = conn.execute("SELECT reserve_seats(%s, %s, 2, 'calls-buyer', 'a', gen_random_uuid(), 's', NULL, NULL)",
-                              (event["event_id"], tier_id)).fetchone()
+        answer = conn.execute("SELECT reserve_seats(%s, %s, 2, 'calls-buyer', 'a', gen_random_uuid(), 's', NULL, %s)",
+                              (event_id, tier_id, offer_code)).fetchone()
         calls = dict(conn.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions").fetchall())
     assert answer is not None and answer[0]["outcome"] == "held", answer
-    assert answer[0]["reservation"]["booking_reference"].startswith("EVT-"), answer
+    return answer[0], calls
+
+
+def test_general_admission_reserve_calls_only_these_plpgsql_functions(api: Api, db: Any) -> None:
+    # On a hot tier each plpgsql call on reserve's path costs about as much as the statement it runs
+    # (10_inventory.sql): the booking reference and the new hold's answer are inlined sql, the first
+    # look at the counters (the offer's too) is one call, steps 1 and 2 are blocks of counter_take.
+    event = api.create_event(tiers=[{"name": "GA", "capacity": 10_000, "price": 100}])
+    tier_id = event["tiers"][0]["tier_id"]
+    answer, calls = reserve_counting_calls(db, event["event_id"], tier_id, None)
+    assert answer["reservation"]["booking_reference"].startswith("EVT-"), answer
     assert calls == {"reserve_seats": 1, "tier_counters_having": 1, "inventory_take": 1, "counter_take": 1,
+                     "lapse_horizon": 1}, calls
+    offer = api.request("POST", f"/events/{event['event_id']}/offers", admin=True,
+                        body={"code": "CALLS", "percent_off": 10, "max_claims": 1000})
+    assert offer.status == 201, offer.body
+    answer, calls = reserve_counting_calls(db, event["event_id"], tier_id, "calls")
+    assert answer["reservation"]["offer_code"] == "CALLS" and answer["reservation"]["discount_amount"] == 20, answer
+    assert calls == {"reserve_seats": 1, "tier_counters_having": 1, "inventory_take": 1, "counter_take": 2,
                      "lapse_horizon": 1}, calls

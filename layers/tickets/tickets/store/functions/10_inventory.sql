@@ -64,6 +64,7 @@
 --     that only a parameter's value makes small (seats_try_block, seats_choose_best).
 
 DROP FUNCTION IF EXISTS inventory_create(uuid, integer);
+DROP FUNCTION IF EXISTS tier_counters_having(uuid, integer);
 DROP FUNCTION IF EXISTS inventory_available(uuid);
 DROP FUNCTION IF EXISTS inventory_take(uuid, integer);
 DROP FUNCTION IF EXISTS reclaim_lapsed(uuid[], integer);
@@ -152,11 +153,9 @@ BEGIN
 END
 $$;
 
--- True when each of these counters has a share with at least p_amount free: the usual answer
--- before an on-sale's end, found by reading a share or two per counter, without summing every
--- share or counting lapsed holds (counter_available). False says nothing: count them.
--- (A loop of one simple query per counter: its plan is kept for the session. One query over
--- unnest(p_counters) got a custom plan, made again on every call: 60-90 us a reserve, measured.)
+-- True when each of these counters has a share with at least p_amount free. The previous
+-- release's reserve_seats calls it (tier_counters_having is this release's). Contract: drop it a
+-- release later.
 CREATE OR REPLACE FUNCTION counters_have(p_counters uuid[], p_amount integer) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -172,15 +171,21 @@ END
 $$;
 
 -- A reserve's first look: the counters a seat of this tier counts against, in lock order (as
--- tier_counters), when each has a share with at least p_amount free (as counters_have); NULL
--- says nothing: count them. One call, where the two were two: see counter_take.
-CREATE OR REPLACE FUNCTION tier_counters_having(p_tier_id uuid, p_amount integer) RETURNS uuid[]
+-- tier_counters), when each has a share with at least p_amount free and the offer's counter, if
+-- any, a share with a claim: the usual answer before an on-sale's end, found by reading a share
+-- or two per counter, without summing every share or counting lapsed holds (counter_available).
+-- NULL says nothing: count them. (One call, where it was three: see counter_take.)
+CREATE OR REPLACE FUNCTION tier_counters_having(p_tier_id uuid, p_amount integer, p_offer_id uuid) RETURNS uuid[]
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     RETURN (SELECT CASE WHEN bool_and(EXISTS (SELECT 1 FROM counter_shares
-                                              WHERE counter_id = counted.c AND free >= p_amount))
-                        THEN array_agg(c ORDER BY c) END
-            FROM (SELECT p_tier_id AS c UNION ALL SELECT quota_id FROM quota_tiers WHERE tier_id = p_tier_id) counted);
+                                              WHERE counter_id = counted.c AND free >= counted.amount))
+                        THEN array_agg(c ORDER BY c) FILTER (WHERE NOT counted.claim) END
+            FROM (SELECT p_tier_id AS c, p_amount AS amount, false AS claim
+                  UNION ALL
+                  SELECT quota_id, p_amount, false FROM quota_tiers WHERE tier_id = p_tier_id
+                  UNION ALL
+                  SELECT p_offer_id, 1, true WHERE p_offer_id IS NOT NULL) counted);
 END
 $$;
 

@@ -166,19 +166,19 @@ BEGIN
         RETURN jsonb_build_object('outcome', 'seats_unavailable',
                                   'unavailable_seats', to_jsonb(seats_taken(v_tier.tier_id, v_seat_nos)));
     END IF;
-    -- A sold-out tier is refused before anything is written (most requests of an on-sale's end).
-    v_counters := tier_counters_having(v_tier.tier_id, p_quantity);
+    -- A sold-out tier, or an offer without claims left, is refused before anything is written
+    -- (most requests of an on-sale's end).
+    v_counters := tier_counters_having(v_tier.tier_id, p_quantity, v_offer.offer_id);
     IF v_counters IS NULL THEN
         v_free := tier_available(v_tier.tier_id);
         IF v_free < p_quantity THEN
             RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
                                       'available_seats', v_free, 'tier_id', v_tier.tier_id);
         END IF;
+        IF v_offer.offer_id IS NOT NULL AND counter_available(v_offer.offer_id) < 1 THEN
+            RETURN jsonb_build_object('outcome', 'offer_exhausted');
+        END IF;
         v_counters := tier_counters(v_tier.tier_id);
-    END IF;
-    IF v_offer.offer_id IS NOT NULL AND NOT counters_have(ARRAY[v_offer.offer_id], 1)
-       AND counter_available(v_offer.offer_id) < 1 THEN
-        RETURN jsonb_build_object('outcome', 'offer_exhausted');
     END IF;
 
     v_now := clock_timestamp();
