@@ -33,6 +33,19 @@ LANGUAGE sql VOLATILE AS $$
     SELECT p_expires_at <= lapse_horizon()
 $$;
 
+-- The live-hold rule for a question about the lapsed holds of one tier or one offer: the hold's
+-- key column (tier_id, offer_id: p_hold_key) is p_key and the hold has lapsed. Written as one
+-- range of the (key, expires_at) index (reservations_held_by_tier, _by_offer), the only index
+-- that can serve a row comparison over those two columns: written with hold_lapsed, generic plans
+-- read the holds by expiry testing each one's tier (every tier's lapsed holds: thousands between
+-- two expiry runs of an on-sale), or scanned the table once statistics showed few tiers
+-- (test_query_plans.py). (A table that statistics still show empty is scanned either way, until
+-- autovacuum analyzes it.)
+CREATE OR REPLACE FUNCTION hold_lapsed_on(p_key uuid, p_hold_key uuid, p_expires_at timestamptz) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT p_hold_key = p_key AND (p_hold_key, p_expires_at) <= (p_key, lapse_horizon())
+$$;
+
 -- A reservation's status as the API shows it: a lapsed hold reads 'expired' at once.
 CREATE OR REPLACE FUNCTION effective_status(p_status text, p_expires_at timestamptz) RETURNS text
 LANGUAGE sql VOLATILE AS $$

@@ -72,7 +72,7 @@ $$;
 -- The lapsed holds of a tier, not yet reclaimed (their seats are free).
 CREATE OR REPLACE FUNCTION tier_lapsed_holds(p_tier_id uuid) RETURNS SETOF uuid
 LANGUAGE sql VOLATILE AS $$
-    SELECT reservation_id FROM reservations WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at)
+    SELECT reservation_id FROM reservations WHERE status = 'held' AND hold_lapsed_on(p_tier_id, tier_id, expires_at)
 $$;
 
 -- The seats of a new assigned-seating tier, from its request: "rows": [{"row", "seats"}] (front
@@ -443,10 +443,10 @@ BEGIN
             RETURN jsonb_build_object('outcome', 'seats_unavailable', 'unavailable_seats', to_jsonb(v_taken));
         END IF;
     ELSE
-        -- Lapsed holds' seats are looked at only when the tier has any (an index probe: hold_lapsed
-        -- is an index bound), so that the free seats' index alone is the fast path (step 0).
+        -- Lapsed holds' seats are looked at only when the tier has any (a probe of the tier's range
+        -- of its index: hold_lapsed_on), so that the free seats' index alone is the fast path (step 0).
         v_lapsed := EXISTS (SELECT 1 FROM reservations
-                            WHERE tier_id = p_tier_id AND status = 'held' AND hold_lapsed(expires_at));
+                            WHERE status = 'held' AND hold_lapsed_on(p_tier_id, tier_id, expires_at));
         IF NOT v_lapsed THEN
             v_labels := seats_claim_block(p_tier_id, p_quantity, p_reservation_id);
             IF v_labels IS NOT NULL THEN

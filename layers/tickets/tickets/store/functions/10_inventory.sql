@@ -52,9 +52,9 @@
 --   * Set lock_timeout on the function (never a session SET: that pins RDS Proxy connections).
 --   * On reserve's path, a function that runs a query is plpgsql (its plans are kept for the
 --     session; a sql function that is not inlined is planned again on every call), and a test of
---     many holds goes through hold_lapsed (00_rules.sql), which an index can bound. But each
---     plpgsql call costs about as much as a statement (its expressions are set up again in every
---     transaction): a helper that runs no query is sql that PostgreSQL inlines (booking_reference,
+--     many holds goes through hold_lapsed, or hold_lapsed_on for one tier's or offer's lapsed
+--     holds (00_rules.sql), which an index can bound. But each plpgsql call costs about as much
+--     as a statement (its expressions are set up again in every transaction): a helper that runs no query is sql that PostgreSQL inlines (booking_reference,
 --     new_hold_json), and a general-admission reserve makes four calls (test_query_plans.py).
 --   * reserve_seats runs with plan_cache_mode = force_generic_plan (a function SET: nothing
 --     pinned): once the tables have statistics, PostgreSQL's own choice planned the share UPDATE
@@ -120,11 +120,11 @@ LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     RETURN (SELECT coalesce(sum(free), 0) FROM counter_shares WHERE counter_id = p_counter_id)::integer
          + coalesce((SELECT sum(r.quantity) FROM counter_tiers(p_counter_id) AS counted(tier_id)
-                     JOIN reservations r ON r.tier_id = counted.tier_id
-                     WHERE r.status = 'held' AND hold_lapsed(r.expires_at)), 0)::integer
+                     JOIN reservations r ON r.status = 'held'
+                                          AND hold_lapsed_on(counted.tier_id, r.tier_id, r.expires_at)), 0)::integer
          -- an offer's counter: one claim per lapsed hold made with it
          + (SELECT count(*) FROM reservations r
-            WHERE r.offer_id = p_counter_id AND r.status = 'held' AND hold_lapsed(r.expires_at))::integer;
+            WHERE r.status = 'held' AND hold_lapsed_on(p_counter_id, r.offer_id, r.expires_at))::integer;
 END
 $$;
 
