@@ -34,16 +34,20 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- The live-hold rule for a question about the lapsed holds of one tier or one offer: the hold's
--- key column (tier_id, offer_id: p_hold_key) is p_key and the hold has lapsed. Written as one
--- range of the (key, expires_at) index (reservations_held_by_tier, _by_offer), the only index
--- that can serve a row comparison over those two columns: written with hold_lapsed, generic plans
--- read the holds by expiry testing each one's tier (every tier's lapsed holds: thousands between
--- two expiry runs of an on-sale), or scanned the table once statistics showed few tiers
--- (test_query_plans.py). (A table that statistics still show empty is scanned either way, until
--- autovacuum analyzes it.)
+-- key column (tier_id, offer_id: p_hold_key) is p_key and the hold has lapsed. Written as a range
+-- between two row comparisons over (key, expires_at), which only that index can serve
+-- (reservations_held_by_tier, _by_offer), and the query orders by key DESC, expires_at DESC: a
+-- backward scan that starts at (p_key, now) and stops at the key's first hold reads the lapsed
+-- holds alone. (PostgreSQL 15 ends a scan early only on a row comparison's first column: read
+-- forwards, the range read every live hold of the tier.) Written with hold_lapsed, generic plans
+-- read the holds by expiry, testing each one's tier (every tier's lapsed holds: thousands
+-- between two expiry runs of an on-sale), or scanned the table once statistics showed few
+-- tiers (test_query_plans.py). A table that statistics still show empty is scanned whatever
+-- the query, until autovacuum analyzes it.
 CREATE OR REPLACE FUNCTION hold_lapsed_on(p_key uuid, p_hold_key uuid, p_expires_at timestamptz) RETURNS boolean
 LANGUAGE sql VOLATILE AS $$
-    SELECT p_hold_key = p_key AND (p_hold_key, p_expires_at) <= (p_key, lapse_horizon())
+    SELECT (p_hold_key, p_expires_at) >= (p_key, '-infinity'::timestamptz)
+       AND (p_hold_key, p_expires_at) <= (p_key, lapse_horizon())
 $$;
 
 -- A reservation's status as the API shows it: a lapsed hold reads 'expired' at once.

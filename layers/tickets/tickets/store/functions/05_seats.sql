@@ -73,6 +73,7 @@ $$;
 CREATE OR REPLACE FUNCTION tier_lapsed_holds(p_tier_id uuid) RETURNS SETOF uuid
 LANGUAGE sql VOLATILE AS $$
     SELECT reservation_id FROM reservations WHERE status = 'held' AND hold_lapsed_on(p_tier_id, tier_id, expires_at)
+    ORDER BY tier_id DESC, expires_at DESC  -- (hold_lapsed_on)
 $$;
 
 -- The seats of a new assigned-seating tier, from its request: "rows": [{"row", "seats"}] (front
@@ -445,8 +446,9 @@ BEGIN
     ELSE
         -- Lapsed holds' seats are looked at only when the tier has any (a probe of the tier's range
         -- of its index: hold_lapsed_on), so that the free seats' index alone is the fast path (step 0).
-        v_lapsed := EXISTS (SELECT 1 FROM reservations
-                            WHERE status = 'held' AND hold_lapsed_on(p_tier_id, tier_id, expires_at));
+        v_lapsed := coalesce((SELECT true FROM reservations
+                              WHERE status = 'held' AND hold_lapsed_on(p_tier_id, tier_id, expires_at)
+                              ORDER BY tier_id DESC, expires_at DESC LIMIT 1), false);
         IF NOT v_lapsed THEN
             v_labels := seats_claim_block(p_tier_id, p_quantity, p_reservation_id);
             IF v_labels IS NOT NULL THEN

@@ -113,18 +113,35 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Seats a buyer could have from this counter right now: its free seats, plus those of lapsed
--- holds not yet reclaimed (a lapsed hold never blocks a sale).
+-- holds not yet reclaimed (a lapsed hold never blocks a sale). Lapsed holds are summed only when
+-- a first look (one index entry: hold_lapsed_on) finds some, as most calls find none.
 -- (plpgsql: see reservation_json.)
 CREATE OR REPLACE FUNCTION counter_available(p_counter_id uuid) RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_seats   integer := (SELECT coalesce(sum(free), 0) FROM counter_shares WHERE counter_id = p_counter_id);
+    v_tier_id uuid;
 BEGIN
-    RETURN (SELECT coalesce(sum(free), 0) FROM counter_shares WHERE counter_id = p_counter_id)::integer
-         + coalesce((SELECT sum(r.quantity) FROM counter_tiers(p_counter_id) AS counted(tier_id)
-                     JOIN reservations r ON r.status = 'held'
-                                          AND hold_lapsed_on(counted.tier_id, r.tier_id, r.expires_at)), 0)::integer
-         -- an offer's counter: one claim per lapsed hold made with it
-         + (SELECT count(*) FROM reservations r
-            WHERE r.status = 'held' AND hold_lapsed_on(p_counter_id, r.offer_id, r.expires_at))::integer;
+    FOR v_tier_id IN SELECT counter_tiers(p_counter_id) LOOP
+        IF (SELECT true FROM reservations
+            WHERE status = 'held' AND hold_lapsed_on(v_tier_id, tier_id, expires_at)
+            ORDER BY tier_id DESC, expires_at DESC LIMIT 1) THEN
+            v_seats := v_seats + (SELECT sum(quantity) FROM (
+                SELECT quantity FROM reservations
+                WHERE status = 'held' AND hold_lapsed_on(v_tier_id, tier_id, expires_at)
+                ORDER BY tier_id DESC, expires_at DESC) lapsed);
+        END IF;
+    END LOOP;
+    -- an offer's counter: one claim per lapsed hold made with it
+    IF (SELECT true FROM reservations
+        WHERE status = 'held' AND hold_lapsed_on(p_counter_id, offer_id, expires_at)
+        ORDER BY offer_id DESC, expires_at DESC LIMIT 1) THEN
+        v_seats := v_seats + (SELECT count(*) FROM (
+            SELECT FROM reservations
+            WHERE status = 'held' AND hold_lapsed_on(p_counter_id, offer_id, expires_at)
+            ORDER BY offer_id DESC, expires_at DESC) lapsed);
+    END IF;
+    RETURN v_seats;
 END
 $$;
 
