@@ -51,6 +51,26 @@ def test_lapsed_hold_sums_are_index_ranges_whatever_the_live_holds(api: Api, db:
     assert db.execute("SELECT counter_available(%s)", (tier_id,)).fetchone()[0] == 100_003
 
 
+def nested_plans(db: Any, query: str, *params: Any, analyze: bool = False) -> tuple[Any, list[str]]:
+    """The query's answer, and the plans of the statements it ran, sent to this client as
+    auto_explain notices (with analyze, each node's rows and the pages it read)."""
+    plans: list[str] = []
+    with psycopg.connect(db.info.dsn, password=db.info.password, autocommit=True) as conn:
+        try:
+            conn.execute("LOAD 'auto_explain'")
+        except psycopg.errors.InsufficientPrivilege:
+            pytest.skip("auto_explain needs a superuser connection (DATABASE_URL's role is not one)")
+        settings = ["log_min_duration = 0", "log_nested_statements = on", "log_level = notice"]
+        if analyze:
+            settings += ["log_analyze = on", "log_buffers = on", "log_timing = off"]
+        for setting in settings:
+            conn.execute(f"SET auto_explain.{setting}")
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0], plans
+
+
 def test_reserve_plans_are_generic_and_read_free_seats_in_index_order_among_many_tiers(api: Api, db: Any) -> None:
     # Five analyzed stadium tiers. (With a LIMIT of 2,000, step 0's read of free seats got a generic plan
     # that sorted every free seat of the tier, 7-11 ms a try, in bench-db's cluster; whether PostgreSQL
@@ -62,20 +82,9 @@ def test_reserve_plans_are_generic_and_read_free_seats_in_index_order_among_many
     event = events[-1]
     tier_id = event["tiers"][0]["tier_id"]
     db.execute("ANALYZE")
-    plans: list[str] = []
-    with psycopg.connect(db.info.dsn, password=db.info.password, autocommit=True) as conn:
-        try:
-            conn.execute("LOAD 'auto_explain'")
-        except psycopg.errors.InsufficientPrivilege:
-            pytest.skip("auto_explain needs a superuser connection (DATABASE_URL's role is not one)")
-        # Every nested statement's plan, sent to this client as a notice.
-        for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice"):
-            conn.execute(f"SET auto_explain.{setting}")
-        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
-        answer = conn.execute("SELECT reserve_seats(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's', NULL, NULL)",
-                              (event["event_id"], tier_id)).fetchone()
-    assert answer is not None and answer[0]["outcome"] == "held", answer
-    assert answer[0]["reservation"]["seats"] == ["R1-1", "R1-2"]
+    answer, plans = nested_plans(db, "SELECT reserve_seats(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
+                                     " NULL, NULL)", event["event_id"], tier_id)
+    assert answer["outcome"] == "held" and answer["reservation"]["seats"] == ["R1-1", "R1-2"], answer
     read = [text for text in plans if "FROM seats" in text and "ORDER BY seat_no LIMIT" in text
             and "FOR UPDATE" not in text]
     assert read, plans
@@ -118,24 +127,6 @@ def test_general_admission_reserve_calls_only_these_plpgsql_functions(api: Api, 
     assert answer["reservation"]["offer_code"] == "CALLS" and answer["reservation"]["discount_amount"] == 20, answer
     assert calls == {"reserve_seats": 1, "tier_counters_having": 1, "inventory_take": 1, "counter_take": 2,
                      "lapse_horizon": 1}, calls
-
-
-def nested_plans(db: Any, query: str, *params: Any) -> tuple[Any, list[str]]:
-    """The query's answer, and the plans of the statements it ran, with the buffers each read
-    (auto_explain notices)."""
-    plans: list[str] = []
-    with psycopg.connect(db.info.dsn, password=db.info.password, autocommit=True) as conn:
-        try:
-            conn.execute("LOAD 'auto_explain'")
-        except psycopg.errors.InsufficientPrivilege:
-            pytest.skip("auto_explain needs a superuser connection (DATABASE_URL's role is not one)")
-        for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice",
-                        "log_analyze = on", "log_buffers = on", "log_timing = off"):
-            conn.execute(f"SET auto_explain.{setting}")
-        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
-        row = conn.execute(query, params).fetchone()
-    assert row is not None
-    return row[0], plans
 
 
 def insert_holds(db: Any, event_id: str, tier_id: str, count: int, expires_in: str) -> None:
@@ -183,14 +174,14 @@ def test_a_tiers_lapsed_holds_are_read_alone_not_its_live_holds_nor_other_tiers(
     db.execute("ANALYZE")
 
     answer, plans = nested_plans(db, "SELECT reserve_seats(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
-                                     " NULL, NULL)", seated["event_id"], seated_tier)
+                                     " NULL, NULL)", seated["event_id"], seated_tier, analyze=True)
     assert answer["outcome"] == "held" and answer["reservation"]["seats"] == ["R1-1", "R1-2"], answer
     # (5,000 entries of either kind fill over 20 index pages: measured, the look by expiry read 140 pages
     # and a forward read of the tier's range 27; a look that reads a few pages read none of them.)
     for text, buffers in lapsed_hold_reads(plans):
         assert "reservations_held_by_tier" in text and buffers <= 6, text
 
-    available, plans = nested_plans(db, "SELECT counter_available(%s)", seated_tier)
+    available, plans = nested_plans(db, "SELECT counter_available(%s)", seated_tier, analyze=True)
     assert available == 1000 - 2
     for text, buffers in lapsed_hold_reads(plans):
         assert "Seq Scan on reservations" not in text and buffers <= 12, text
