@@ -54,8 +54,9 @@
 --     session; a sql function that is not inlined is planned again on every call), and a test of
 --     many holds goes through hold_lapsed, or hold_lapsed_on for one tier's or offer's lapsed
 --     holds (00_rules.sql), which an index can bound. But each plpgsql call costs about as much
---     as a statement (its expressions are set up again in every transaction): a helper that runs no query is sql that PostgreSQL inlines (booking_reference,
---     new_hold_json), and a general-admission reserve makes four calls (test_query_plans.py).
+--     as a statement (its expressions are set up again in every transaction): a helper that runs
+--     no query is sql that PostgreSQL inlines (booking_reference, new_hold_json), and a
+--     general-admission reserve makes four calls (test_query_plans.py).
 --   * reserve_seats runs with plan_cache_mode = force_generic_plan (a function SET: nothing
 --     pinned): once the tables have statistics, PostgreSQL's own choice planned the share UPDATE
 --     (and most seat statements) again on every call, a custom plan of the same shape that looked
