@@ -85,8 +85,10 @@ END
 $$;
 
 -- A reservation's own fields as the API shows them (internal columns such as the customer
--- fingerprint and the payment claim never leave the database). (sql: inlined where it is used.)
-CREATE OR REPLACE FUNCTION reservation_fields(r reservations) RETURNS jsonb
+-- fingerprint and the payment claim never leave the database), its status as p_status says
+-- (effective_status; a hold just written is 'held', without reading the clock: lapse_horizon is a
+-- plpgsql call). (sql: inlined where it is used.)
+CREATE OR REPLACE FUNCTION reservation_fields(r reservations, p_status text) RETURNS jsonb
 LANGUAGE sql VOLATILE AS $$
     SELECT jsonb_build_object(
         'reservation_id', r.reservation_id,
@@ -95,7 +97,7 @@ LANGUAGE sql VOLATILE AS $$
         'tier_id', r.tier_id,
         'quantity', r.quantity,
         'seats', r.seats,
-        'status', effective_status(r.status, r.expires_at),
+        'status', p_status,
         'expires_at', r.expires_at,
         'total_amount', r.total_amount,
         'offer_code', r.offer_code,
@@ -105,6 +107,11 @@ LANGUAGE sql VOLATILE AS $$
         'created_at', r.created_at,
         'confirmed_at', r.confirmed_at,
         'cancelled_at', r.cancelled_at)
+$$;
+
+CREATE OR REPLACE FUNCTION reservation_fields(r reservations) RETURNS jsonb
+LANGUAGE sql VOLATILE AS $$
+    SELECT reservation_fields(r, effective_status(r.status, r.expires_at))
 $$;
 
 -- A reservation as the API shows it: its fields, its tickets and its captured payment.

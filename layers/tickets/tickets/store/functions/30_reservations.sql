@@ -27,12 +27,12 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- The same for the hold a reserve has just written: it has no tickets and no payment, so neither
--- is read (sql, inlined: reservation_json is a plpgsql call, and on reserve's path each costs about
--- as much as its work, measured).
+-- is read, and it is live: hold_seconds is at least 30 (sql, inlined: reservation_json is a
+-- plpgsql call, and on reserve's path each costs about as much as its work, measured).
 CREATE OR REPLACE FUNCTION new_hold_json(r reservations) RETURNS jsonb
 LANGUAGE sql VOLATILE AS $$
     SELECT jsonb_build_object('outcome', 'held',
-                              'reservation', reservation_fields(r) || jsonb_build_object(
+                              'reservation', reservation_fields(r, 'held') || jsonb_build_object(
                                   'tickets', '[]'::jsonb, 'payment', NULL, 'reservation_secret', r.reservation_secret))
 $$;
 
@@ -64,6 +64,7 @@ DECLARE
     v_claim     jsonb;
     v_counters  uuid[];
     v_seq       bigint;
+    v_taken     boolean;
 BEGIN
     IF p_request_key IS NOT NULL THEN
         SELECT * INTO v_held FROM reservations WHERE request_key = p_request_key;
@@ -168,7 +169,7 @@ BEGIN
     END IF;
     -- A sold-out tier, or an offer without claims left, is refused before anything is written
     -- (most requests of an on-sale's end).
-    v_counters := tier_counters_having(v_tier.tier_id, p_quantity, v_offer.offer_id);
+    SELECT counters INTO v_counters FROM tier_counters_with_room(v_tier.tier_id, p_quantity, v_offer.offer_id) AS counters;
     IF v_counters IS NULL THEN
         v_free := tier_available(v_tier.tier_id);
         IF v_free < p_quantity THEN
@@ -208,8 +209,14 @@ BEGIN
     RETURNING * INTO v_held;
     v_answer := new_hold_json(v_held);
 
-    -- Then the counters: their locks last from here to the commit.
-    IF NOT inventory_take(v_counters, p_quantity, v_offer.offer_id) THEN
+    -- Then the counters: their locks last from here to the commit. A tier in no quota, without an
+    -- offer, has one counter: counter_take straight away is inventory_take's work, one call fewer.
+    IF cardinality(v_counters) = 1 AND v_offer.offer_id IS NULL THEN
+        v_taken := counter_take(v_counters[1], p_quantity) IS NOT NULL;
+    ELSE
+        v_taken := inventory_take(v_counters, p_quantity, v_offer.offer_id);
+    END IF;
+    IF NOT v_taken THEN
         IF v_claim IS NOT NULL THEN
             PERFORM seats_vacate(ARRAY[p_reservation_id]);  -- found through the hold's labels: before it goes
         END IF;
