@@ -188,3 +188,24 @@ def test_a_tiers_lapsed_holds_are_read_alone_not_its_live_holds_nor_other_tiers(
     # And it still counts the lapsed holds it reads.
     assert db.execute("SELECT counter_available(%s)", (general["tiers"][0]["tier_id"],)).fetchone()[0] \
         == 100_000 + LIVE_HOLDS
+
+
+def test_a_reserves_reclaim_reads_its_own_tiers_lapsed_holds_not_every_tiers(api: Api, db: Any) -> None:
+    # A reserve refused while lapsed holds block its seats reclaims them (reclaim_lapsed_for_tier) and
+    # asks again: one question over its tiers by expiry read every tier's lapsed holds (140 pages with
+    # 5,000 of another tier's), and the update found the 3 it chose by scanning the whole table.
+    other = api.create_event(tiers=[{"name": "GA", "capacity": 100_000, "price": 100}])
+    insert_holds(db, other["event_id"], other["tiers"][0]["tier_id"], LIVE_HOLDS, "-10 minutes")
+    mine = api.create_event(tiers=[{"name": "GA", "capacity": 1000, "price": 100}])
+    tier_id = mine["tiers"][0]["tier_id"]
+    insert_holds(db, mine["event_id"], tier_id, 3, "-5 minutes")
+    db.execute("ANALYZE")
+
+    reclaimed, plans = nested_plans(db, "SELECT reclaim_lapsed_for_tier(%s, NULL)", tier_id, analyze=True)
+    assert reclaimed == {"expired": 3, "seats": 3}, reclaimed
+    for text, buffers in lapsed_hold_reads(plans):
+        assert "reservations_held_by_tier" in text and buffers <= 12, text
+    assert not [text for text in plans if "Seq Scan on reservations" in text], plans
+    # Only this tier's: the other tier's lapsed holds wait for the expiry schedule.
+    assert db.execute("SELECT count(*) FROM reservations WHERE tier_id = %s AND status = 'held'",
+                      (other["tiers"][0]["tier_id"],)).fetchone()[0] == LIVE_HOLDS
