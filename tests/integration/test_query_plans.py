@@ -4,8 +4,9 @@ Plans, not timings: with thousands of live holds on a tier, the lapsed-hold sums
 counter_available must be an index range on expires_at (lapse_horizon(), 00_rules.sql), never a
 filter evaluated on every live hold of the tier (which made each reserve 4x slower at 20,000); and
 reserve's generic plans (10_inventory.sql) must read free seats in index order however many
-analyzed tiers the seats table holds; and a general-admission reserve makes only the plpgsql calls
-it needs (each costs about as much as a statement on a hot tier).
+analyzed tiers the seats table holds; and a general-admission or best-available reserve makes only
+the function calls it needs (each costs about as much as a statement on a hot tier); and a reserve's
+reclaim reads only its own tiers' lapsed holds.
 """
 
 from __future__ import annotations
@@ -127,6 +128,17 @@ def test_general_admission_reserve_calls_only_these_functions(api: Api, db: Any)
     answer, calls = reserve_counting_calls(db, event["event_id"], tier_id, "calls")
     assert answer["reservation"]["offer_code"] == "CALLS" and answer["reservation"]["discount_amount"] == 20, answer
     assert calls == {"reserve_seats": 1, "inventory_take": 1, "counter_take": 2}, calls
+
+
+def test_best_available_reserve_calls_only_these_functions(api: Api, db: Any) -> None:
+    # The same on an assigned-seating tier: step 0's tries are part of seats_claim, each try one call.
+    event = api.create_event(tiers=[{"name": "Stand", "seating": "assigned", "price": 100,
+                                     "rows": [{"row": "R1", "seats": 50}, {"row": "R2", "seats": 50}]}])
+    answer, calls = reserve_counting_calls(db, event["event_id"], event["tiers"][0]["tier_id"], None)
+    assert answer["reservation"]["seats"] == ["R1-1", "R1-2"], answer
+    # (lapse_horizon: the bound of the look for the tier's lapsed holds, once a scan)
+    assert calls == {"reserve_seats": 1, "seats_claim": 1, "seats_try_block": 1, "counter_take": 1,
+                     "lapse_horizon": 1}, calls
 
 
 def insert_holds(db: Any, event_id: str, tier_id: str, count: int, expires_in: str) -> None:

@@ -18,7 +18,7 @@
 -- Best available (seats_choose_best) must not queue every buyer of a stadium behind one row:
 --   0. block (no lapsed holds on the tier: an on-sale's usual case): read the 16 front-most
 --      blocks of free seats in one row, lock the first whose seats nobody is claiming (SKIP
---      LOCKED) and claim it. All being claimed: move ahead (seats_claim_block) and try again.
+--      LOCKED) and claim it. All being claimed: move ahead (seats_claim) and try again.
 --      A buyer alone gets the front-most block; a crowd spreads over the front rows, each buyer
 --      locking only its own seats, instead of every buyer stepping over every other's locks.
 --      The blocks read do not overlap (a run of free seats is cut into blocks from its first
@@ -230,46 +230,7 @@ BEGIN
 END
 $$;
 
--- Step 0 (see the top of this file): claims a block of p_quantity seats for p_reservation_id and
--- returns its labels in seat order, or NULL after a few tries (steps 1-3 then decide). The first
--- try looks at the 16 front-most blocks and takes the first that nobody is claiming, so a buyer
--- alone gets the front-most block. When all 16 are being claimed (a crowd), the buyer moves ahead
--- by a stretch of its own (by its backend, so that buyers of a crowd seldom pick the same one),
--- then by random stretches that grow with each try: each try costs at most 16 reads and locks.
-CREATE OR REPLACE FUNCTION seats_claim_block(p_tier_id uuid, p_quantity integer, p_reservation_id uuid) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_labels     jsonb;
-    v_front      seat_fronts%ROWTYPE;
-    v_from       integer;
-    v_after      integer;
-    v_next       integer;
-    v_first_free integer;
-BEGIN
-    -- Read before the seats (an earlier snapshot): see seats_front_advance.
-    SELECT * INTO v_front FROM seat_fronts WHERE tier_id = p_tier_id;
-    v_from := coalesce(v_front.free_after, 0);
-    v_after := v_from;
-    FOR attempt IN 1..6 LOOP
-        SELECT * INTO v_labels, v_next, v_first_free
-        FROM seats_try_block(p_tier_id, p_quantity, v_after, 16, p_reservation_id);
-        IF v_labels IS NOT NULL THEN
-            IF attempt = 1 AND v_first_free - v_from > 256 THEN
-                PERFORM seats_front_advance(p_tier_id, v_front.version, v_first_free - 1);
-            END IF;
-            RETURN v_labels;
-        END IF;
-        IF v_next IS NULL THEN
-            EXIT WHEN v_after = v_from;
-            v_after := v_from;  -- jumped past the last block: from the front once more
-        ELSE
-            v_after := v_next + p_quantity * CASE WHEN attempt = 1 THEN pg_backend_pid() % 64
-                                                  ELSE floor(random() * (16 << attempt))::integer END;
-        END IF;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
+DROP FUNCTION IF EXISTS seats_claim_block(uuid, integer, uuid);  -- step 0 is part of seats_claim now
 
 -- Step 1: locks the first p_quantity free seats nobody else is claiming, in order of preference
 -- (with p_lapsed, the seats of lapsed holds too), and keeps them when there are p_quantity of
@@ -433,10 +394,16 @@ CREATE OR REPLACE FUNCTION seats_claim(p_tier_id uuid, p_seat_nos integer[], p_q
                                        p_reservation_id uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_taken  text[];
-    v_seats  integer[] := p_seat_nos;
-    v_labels jsonb;
-    v_lapsed boolean;
+    v_taken      text[];
+    v_seats      integer[] := p_seat_nos;
+    v_labels     jsonb;
+    v_lapsed     boolean;
+    v_front      seat_fronts%ROWTYPE;
+    v_from       integer;
+    v_after      integer;
+    v_next       integer;
+    v_first_free integer;
+    v_try        record;
 BEGIN
     IF p_seat_nos IS NOT NULL THEN
         v_taken := seats_lock_named(p_tier_id, p_seat_nos);
@@ -450,10 +417,37 @@ BEGIN
                               WHERE status = 'held' AND hold_lapsed_on(p_tier_id, tier_id, expires_at)
                               ORDER BY tier_id DESC, expires_at DESC LIMIT 1), false);
         IF NOT v_lapsed THEN
-            v_labels := seats_claim_block(p_tier_id, p_quantity, p_reservation_id);
-            IF v_labels IS NOT NULL THEN
-                RETURN jsonb_build_object('outcome', 'claimed', 'seats', v_labels);
-            END IF;
+            -- Step 0 (see the top of this file): a block of p_quantity seats, or none after a few
+            -- tries (steps 1-3 then decide). The first try looks at the 16 front-most blocks and
+            -- takes the first that nobody is claiming, so a buyer alone gets the front-most block.
+            -- When all 16 are being claimed (a crowd), the buyer moves ahead by a stretch of its
+            -- own (by its backend, so that buyers of a crowd seldom pick the same one), then by
+            -- random stretches that grow with each try: each try costs at most 16 reads and locks.
+            -- (Here, not a function of its own: on reserve's path each plpgsql call costs.)
+            -- The front is read before the seats (an earlier snapshot): see seats_front_advance.
+            SELECT * INTO v_front FROM seat_fronts WHERE tier_id = p_tier_id;
+            v_from := coalesce(v_front.free_after, 0);
+            v_after := v_from;
+            FOR attempt IN 1..6 LOOP
+                -- (an assignment, which plpgsql evaluates without starting a query)
+                v_try := seats_try_block(p_tier_id, p_quantity, v_after, 16, p_reservation_id);
+                v_labels := v_try.v_labels;
+                v_next := v_try.v_next;
+                v_first_free := v_try.v_first_free;
+                IF v_labels IS NOT NULL THEN
+                    IF attempt = 1 AND v_first_free - v_from > 256 THEN
+                        PERFORM seats_front_advance(p_tier_id, v_front.version, v_first_free - 1);
+                    END IF;
+                    RETURN jsonb_build_object('outcome', 'claimed', 'seats', v_labels);
+                END IF;
+                IF v_next IS NULL THEN
+                    EXIT WHEN v_after = v_from;
+                    v_after := v_from;  -- jumped past the last block: from the front once more
+                ELSE
+                    v_after := v_next + p_quantity * CASE WHEN attempt = 1 THEN pg_backend_pid() % 64
+                                                          ELSE floor(random() * (16 << attempt))::integer END;
+                END IF;
+            END LOOP;
         END IF;
         v_seats := seats_choose_best(p_tier_id, p_quantity, v_lapsed);
         IF v_seats IS NULL THEN
