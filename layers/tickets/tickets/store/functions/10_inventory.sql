@@ -174,7 +174,7 @@ END
 $$;
 
 -- True when each of these counters has a share with at least p_amount free. The previous
--- release's reserve_seats calls it (tier_counters_having is this release's). Contract: drop it a
+-- release's reserve_seats calls it (tier_counters_with_room is this release's). Contract: drop it a
 -- release later.
 CREATE OR REPLACE FUNCTION counters_have(p_counters uuid[], p_amount integer) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
