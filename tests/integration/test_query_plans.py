@@ -29,13 +29,7 @@ def plan(db: Any, query: str, *params: Any) -> str:
 def test_lapsed_hold_sums_are_index_ranges_whatever_the_live_holds(api: Api, db: Any) -> None:
     event = api.create_event(tiers=[{"name": "GA", "capacity": 100_000, "price": 100}])
     tier_id = event["tiers"][0]["tier_id"]
-    db.execute("""
-        INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
-                                  customer_fingerprint, total_amount, currency, created_at, expires_at,
-                                  reservation_secret)
-        SELECT gen_random_uuid(), 'PLAN-' || n, %s, %s, 1, 'held', 'buyer-' || n, 100, 'EUR', now(),
-               now() + interval '10 minutes', 'secret'
-        FROM generate_series(1, %s) AS n""", (event["event_id"], tier_id, LIVE_HOLDS))
+    insert_holds(db, event["event_id"], tier_id, LIVE_HOLDS, "10 minutes")
     db.execute("ANALYZE reservations")
     by_tier = plan(db, "SELECT sum(quantity) FROM reservations WHERE status = 'held'"
                        " AND hold_lapsed_on(%s, tier_id, expires_at)", tier_id)
@@ -47,8 +41,8 @@ def test_lapsed_hold_sums_are_index_ranges_whatever_the_live_holds(api: Api, db:
     # And the function still counts what those ranges find. (The holds above took no seats from the
     # counter, written straight into the table: counter_available adds the lapsed ones to its free seats.)
     assert db.execute("SELECT counter_available(%s)", (tier_id,)).fetchone()[0] == 100_000
-    db.execute("UPDATE reservations SET expires_at = now() - interval '1 second'"
-               " WHERE booking_reference IN ('PLAN-1', 'PLAN-2', 'PLAN-3')")
+    db.execute("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE reservation_id IN"
+               " (SELECT reservation_id FROM reservations WHERE tier_id = %s LIMIT 3)", (tier_id,))
     assert db.execute("SELECT counter_available(%s)", (tier_id,)).fetchone()[0] == 100_003
 
 

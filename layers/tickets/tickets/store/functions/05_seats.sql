@@ -401,9 +401,7 @@ DECLARE
     v_front      seat_fronts%ROWTYPE;
     v_from       integer;
     v_after      integer;
-    v_next       integer;
-    v_first_free integer;
-    v_try        record;
+    v_try        record;  -- a try's seats_try_block answer
 BEGIN
     IF p_seat_nos IS NOT NULL THEN
         v_taken := seats_lock_named(p_tier_id, p_seat_nos);
@@ -431,21 +429,18 @@ BEGIN
             FOR attempt IN 1..6 LOOP
                 -- (an assignment, which plpgsql evaluates without starting a query)
                 v_try := seats_try_block(p_tier_id, p_quantity, v_after, 16, p_reservation_id);
-                v_labels := v_try.v_labels;
-                v_next := v_try.v_next;
-                v_first_free := v_try.v_first_free;
-                IF v_labels IS NOT NULL THEN
-                    IF attempt = 1 AND v_first_free - v_from > 256 THEN
-                        PERFORM seats_front_advance(p_tier_id, v_front.version, v_first_free - 1);
+                IF v_try.v_labels IS NOT NULL THEN
+                    IF attempt = 1 AND v_try.v_first_free - v_from > 256 THEN
+                        PERFORM seats_front_advance(p_tier_id, v_front.version, v_try.v_first_free - 1);
                     END IF;
-                    RETURN jsonb_build_object('outcome', 'claimed', 'seats', v_labels);
+                    RETURN jsonb_build_object('outcome', 'claimed', 'seats', v_try.v_labels);
                 END IF;
-                IF v_next IS NULL THEN
+                IF v_try.v_next IS NULL THEN
                     EXIT WHEN v_after = v_from;
                     v_after := v_from;  -- jumped past the last block: from the front once more
                 ELSE
-                    v_after := v_next + p_quantity * CASE WHEN attempt = 1 THEN pg_backend_pid() % 64
-                                                          ELSE floor(random() * (16 << attempt))::integer END;
+                    v_after := v_try.v_next + p_quantity * CASE WHEN attempt = 1 THEN pg_backend_pid() % 64
+                                                                ELSE floor(random() * (16 << attempt))::integer END;
                 END IF;
             END LOOP;
         END IF;
