@@ -184,7 +184,11 @@ BEGIN
           AND seat_no > p_after AND seat_no <= v_next  -- (a bound for the index scan)
         ORDER BY seat_no LIMIT 1 FOR UPDATE SKIP LOCKED;
         IF v_first IS NULL THEN
-            RETURN;  -- every block read is being claimed
+            -- Every block read is being claimed. Rolled back, not returned: a seat this statement
+            -- locked and then found claimed (re-checked after a concurrent commit) stays locked until
+            -- the subtransaction ends, and a reserve that goes on to step 3 waits for seats in seat
+            -- order: holding one out of that order, it deadlocked with another (seen in CI).
+            RAISE EXCEPTION USING ERRCODE = 'TK002';
         END IF;
         -- The block's seats locked (SKIP LOCKED: the first is ours already) and claimed in one
         -- statement, in the subtransaction that locked them: a lock taken in a subtransaction and
@@ -209,7 +213,9 @@ BEGIN
         v_labels := NULL;
         RAISE EXCEPTION USING ERRCODE = 'TK002';
     EXCEPTION WHEN SQLSTATE 'TK002' THEN
-        v_next := v_first + p_quantity - 1;
+        IF v_first IS NOT NULL THEN
+            v_next := v_first + p_quantity - 1;
+        END IF;  -- else read on after the blocks read (v_next as set above)
     END;
 END
 $$;
