@@ -63,7 +63,7 @@ DECLARE
     v_seat_nos  integer[];
     v_claim     jsonb;
     v_counters  uuid[];
-    v_seq       bigint;
+    v_code      integer;
     v_taken     boolean;
 BEGIN
     IF p_request_key IS NOT NULL THEN
@@ -196,12 +196,12 @@ BEGIN
         END IF;
     END IF;
     -- Everything that needs no lock first: the hold, its booking reference and its answer.
-    v_seq := nextval('booking_reference_seq');
+    v_code := booking_reference_code(nextval('booking_reference_seq'));
     INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
                               customer_fingerprint, client_address, reservation_secret, request_key,
                               offer_id, offer_code, discount_amount, total_amount, currency, created_at, expires_at,
                               seats)
-    VALUES (p_reservation_id, booking_reference(v_seq), p_event_id, v_tier.tier_id, p_quantity, 'held',
+    VALUES (p_reservation_id, booking_reference_digits(v_code), p_event_id, v_tier.tier_id, p_quantity, 'held',
             p_customer, p_address, p_secret, p_request_key, v_offer.offer_id, v_offer.code, v_discount,
             v_tier.price * p_quantity - v_discount, v_event.currency, v_now,
             v_now + make_interval(secs => v_event.hold_seconds),
