@@ -62,6 +62,7 @@ DECLARE
     v_named     jsonb;
     v_seat_nos  integer[];
     v_claim     jsonb;
+    v_seats     text[];
     v_counters  uuid[];
     v_code      integer;
     v_taken     boolean;
@@ -194,6 +195,7 @@ BEGIN
             RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
                                       'available_seats', v_free, 'tier_id', v_tier.tier_id, 'reclaim', true);
         END IF;
+        v_seats := ARRAY(SELECT jsonb_array_elements_text(v_claim->'seats'));
     END IF;
     -- Everything that needs no lock first: the hold, its booking reference and its answer.
     v_code := booking_reference_code(nextval('booking_reference_seq'));
@@ -205,7 +207,7 @@ BEGIN
             p_customer, p_address, p_secret, p_request_key, v_offer.offer_id, v_offer.code, v_discount,
             v_tier.price * p_quantity - v_discount, v_event.currency, v_now,
             v_now + make_interval(secs => v_event.hold_seconds),
-            CASE WHEN v_claim IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(v_claim->'seats')) END)
+            v_seats)
     RETURNING * INTO v_held;
     v_answer := new_hold_json(v_held);
 
