@@ -197,7 +197,7 @@ $$;
 -- NULL says nothing: count them. One row, always. (sql, STABLE and a set, so that PostgreSQL
 -- inlines it into reserve's own statement, `FROM tier_counters_with_room(...)`: no call of its
 -- own, see the duties above. Each counter's look is the first share in key order with room, not
--- EXISTS: PostgreSQL plans that as a bitmap scan of all 64 shares' entries, 3% of a reserve.)
+-- EXISTS: PostgreSQL plans that as a bitmap scan of all 64 shares' entries, 2.6% of a reserve.)
 CREATE OR REPLACE FUNCTION tier_counters_with_room(p_tier_id uuid, p_amount integer, p_offer_id uuid)
 RETURNS SETOF uuid[]
 LANGUAGE sql STABLE AS $$
