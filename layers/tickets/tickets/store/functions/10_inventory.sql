@@ -316,12 +316,15 @@ BEGIN
 END
 $$;
 
--- Gives seats back to a counter, to one random share.
+-- Gives seats back to a counter, to one random share. (The number of shares read as counter_take
+-- reads it: from counters, the scalar subquery looked for a second row, a scan of the whole table
+-- on every release wherever PostgreSQL scans a small counters table.)
 CREATE OR REPLACE FUNCTION counter_release(p_counter_id uuid, p_quantity integer) RETURNS void
 LANGUAGE sql AS $$
     UPDATE counter_shares SET free = free + p_quantity
     WHERE counter_id = p_counter_id
-      AND share = (SELECT floor(random() * shares)::smallint FROM counters WHERE counter_id = p_counter_id)
+      AND share = (SELECT floor(random() * (share + 1))::smallint FROM counter_shares
+                   WHERE counter_id = p_counter_id ORDER BY share DESC LIMIT 1)
 $$;
 
 -- Takes a reservation's seats from its tier's and quotas' counters (p_tier_counters, as
