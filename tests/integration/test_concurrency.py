@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
 from localstage.lambda_runtime import scheduled_event
@@ -100,6 +102,35 @@ def test_buyers_racing_lapsed_holds_reclaim_them(api: Api, environments: Api, ke
     responses = race(30, lambda n: environments.reserve(event["event_id"], 1, key=f"{key}-{n}",
                                                         device=f"buyer-{n}"))
     assert len({r.body["reservation_id"] for r in responses if r.status == 201}) == 10
+    assert_counters_agree_with_rows(db)
+
+
+def test_a_reclaim_meeting_another_under_way_waits_for_it_and_the_buyer_gets_the_seats(
+        api: Api, environments: Api, key: str, db: Any, database_url: str) -> None:
+    # Two buyers refused by the same lapsed hold both reclaim it. The second's reclaim skipped the row
+    # the first's had locked, its reserve asked again before the first's reclaim gave the seats back,
+    # and it was refused with available_seats enough for it. (The first's reclaim, stopped after its
+    # first statement, is a connection holding the hold's row.)
+    event = api.create_event(tiers=[{"name": "Hot", "capacity": 4, "price": 100}])
+    assert api.reserve(event["event_id"], 4, key=f"{key}-old").status == 201
+    db.execute("UPDATE reservations SET expires_at = now() - interval '1 second'")
+    answers: list[ApiResponse] = []
+    with psycopg.connect(database_url) as first:
+        first.execute("SELECT 1 FROM reservations FOR UPDATE")
+        second = threading.Thread(target=lambda: answers.append(
+            environments.reserve(event["event_id"], 2, key=f"{key}-second", device="second")))
+        second.start()
+        waited = False
+        for _ in range(100):
+            waited = db.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                " AND query LIKE '%%reclaim_lapsed_for_tier%%'").fetchone() == (1,)
+            if waited:
+                break
+            time.sleep(0.05)
+        first.commit()
+    second.join()
+    assert waited, "the second reclaim did not wait for the first"
+    assert answers[0].status == 201, answers[0].text
     assert_counters_agree_with_rows(db)
 
 

@@ -384,11 +384,16 @@ BEGIN
 END
 $$;
 
--- Expires lapsed holds and gives their seats back, counter by counter in lock order, skipping
--- rows another transaction holds. Which holds: with p_tiers and p_offer_id both NULL (the expiry
--- schedule), any tier's, at most p_limit, oldest first; otherwise those of each tier of p_tiers
--- and those made with p_offer_id, at most p_limit of each (a reserve's reclaim: every one that
--- blocks its seats or its claim). Returns {"expired": holds, "seats": seats}.
+-- Expires lapsed holds and gives their seats back, counter by counter in lock order. Which holds:
+-- with p_tiers and p_offer_id both NULL (the expiry schedule), any tier's, at most p_limit, oldest
+-- first, skipping rows another transaction holds; otherwise those of each tier of p_tiers and
+-- those made with p_offer_id, at most p_limit of each (a reserve's reclaim: every one that blocks
+-- its seats or its claim), waiting for a row another transaction holds: a reclaim of the same
+-- holds under way (another buyer's) ends before this one does, so the reserve asked again after it
+-- sees their seats. (Skipping them, it asked again at once, found the seats still held and
+-- refused with available_seats enough: test_concurrency.py.) Lapsed holds are locked by nothing
+-- but reclaims, the expiry schedule and a refused confirm, each briefly: rows in index order,
+-- per tier of p_tiers in order, then the offer's. Returns {"expired": holds, "seats": seats}.
 -- Each tier's and the offer's are read as a range of its own index (hold_lapsed_on): one question
 -- over the list, by expiry, read every tier's lapsed holds and tested each one's tier, and the
 -- update found the chosen ones by scanning the whole table (measured with 5,000 lapsed holds of
@@ -415,12 +420,12 @@ BEGIN
             CROSS JOIN LATERAL (SELECT reservation_id FROM reservations
                                 WHERE status = 'held' AND hold_lapsed_on(tier.id, tier_id, expires_at)
                                 ORDER BY tier_id DESC, expires_at DESC LIMIT p_limit  -- (hold_lapsed_on)
-                                FOR UPDATE SKIP LOCKED) held
+                                FOR UPDATE) held
             UNION
             SELECT reservation_id FROM (SELECT reservation_id FROM reservations
                                         WHERE status = 'held' AND hold_lapsed_on(p_offer_id, offer_id, expires_at)
                                         ORDER BY offer_id DESC, expires_at DESC LIMIT p_limit
-                                        FOR UPDATE SKIP LOCKED) claimed);
+                                        FOR UPDATE) claimed);
     END IF;
     WITH lapsed AS (
         UPDATE reservations SET status = 'expired', expired_at = clock_timestamp()
