@@ -123,7 +123,7 @@ def test_every_route_works_as_the_app_role(api: Api, key: str, as_app: str) -> N
     "CREATE FUNCTION intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "CREATE OR REPLACE FUNCTION ready() RETURNS boolean LANGUAGE sql AS 'SELECT true'",
     "DROP TABLE events",
-    "DROP FUNCTION reserve_seats(uuid, uuid, integer, text, text, uuid, text, text, text, text[])",
+    "DROP FUNCTION reserve_seats(uuid, uuid, integer, text, text, uuid, text, text, text, text[], boolean)",
     "ALTER TABLE events ADD COLUMN intruder int",
     "ALTER FUNCTION ready() OWNER TO tickets_app",
     "CREATE INDEX intruder ON events (name)",

@@ -255,11 +255,46 @@ def test_cancel_expiry_and_lapse_free_seats(api: Api, key: str, db: Any) -> None
     # Best available prefers the lapsed hold's other seat, the front-most.
     assert reserve(api, event, key + "d", quantity=1).body["seats"] == ["A-1"]
     assert_no_seat_twice(db)
-    # The lapsed hold cannot be confirmed; the expiry leaves the seats it no longer has alone.
+    # The lapsed hold cannot be confirmed. That best-available reserve reclaimed it (the expiry has
+    # nothing left) and freed only the seat it still had: the one taken over stays taken.
     assert api.confirm(first["reservation_id"], key=key + "e").status == 410
-    assert api.invoke_raw(scheduled_event(), "ExpireFunction")["expired"] == 1
+    assert api.invoke_raw(scheduled_event(), "ExpireFunction")["expired"] == 0
     assert seat_map(api, event) == {"A-1": "held", "A-2": "held", "A-3": "available", "A-4": "available"}
     assert api.request("GET", f"/reservations/{first['reservation_id']}").body["seats"] == ["A-1", "A-2"]
+    assert_counters_agree_with_rows(db)
+    assert_no_seat_twice(db)
+
+
+def test_a_best_available_reserve_reclaims_the_tiers_lapsed_holds_first(api: Api, key: str, db: Any) -> None:
+    event = seated_event(api, rows=[("A", 4), ("B", 4)])
+    first = reserve(api, event, key + "a", quantity=2).body
+    assert first["seats"] == ["A-1", "A-2"]
+    assert reserve(api, event, key + "b", quantity=2).body["seats"] == ["A-3", "A-4"]
+    lapse(db, first["reservation_id"])
+    again = reserve(api, event, key + "c", quantity=2)
+    assert again.status == 201 and again.body["seats"] == ["A-1", "A-2"], again.text
+    # Reclaimed on the way, as the expiry job would have: expired, its seats its successor's.
+    assert db.execute("SELECT status FROM reservations WHERE reservation_id = %s",
+                      (first["reservation_id"],)).fetchone() == ("expired",)
+    assert api.invoke_raw(scheduled_event(), "ExpireFunction")["expired"] == 0
+    assert_counters_agree_with_rows(db)
+    assert_no_seat_twice(db)
+
+
+def test_reserve_asks_for_a_reclaim_before_choosing_around_lapsed_holds(api: Api, key: str, db: Any) -> None:
+    event = seated_event(api, rows=[("A", 4)])
+    tier_id = event["tiers"][0]["tier_id"]
+    first = reserve(api, event, key + "a", quantity=2).body
+    lapse(db, first["reservation_id"])
+    call = "SELECT reserve_seats(%s, %s, 2, 'sql-buyer', 'a', gen_random_uuid(), 's', NULL, NULL{})"
+    answer = db.execute(call.format(", NULL, true"), (event["event_id"], tier_id)).fetchone()[0]
+    assert answer == {"outcome": "reclaim", "reclaim": True, "tier_id": tier_id, "offer_id": None}
+    assert db.execute("SELECT count(*) FROM reservations").fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM seats WHERE reservation_id IS NULL").fetchone() == (2,)
+    # Without it (the previous release's call; the second call after a reclaim, when another buyer's
+    # reclaim of them is under way), the choice goes around them: the next block of the free seats.
+    answer = db.execute(call.format(""), (event["event_id"], tier_id)).fetchone()[0]
+    assert answer["outcome"] == "held" and answer["reservation"]["seats"] == ["A-3", "A-4"], answer
     assert_counters_agree_with_rows(db)
     assert_no_seat_twice(db)
 

@@ -63,12 +63,13 @@ def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_ke
     quantity = request.seat_count
     attempt = (event_uuid, request.tier_id, quantity, buyer.fingerprint, buyer.address, uuid.uuid4(),
                secrets.token_urlsafe(24), request_key, request.offer_code, request.seats)
-    result = db.call("reserve_seats", *attempt)
-    if result.get("reclaim") and result["available_seats"] >= quantity:
-        # Only lapsed holds stood in the way (a lapsed hold never blocks a sale): reclaim, ask again.
+    result = db.call("reserve_seats", *attempt, True)
+    if result["outcome"] == "reclaim" or (result.get("reclaim") and result["available_seats"] >= quantity):
+        # Lapsed holds stood in the way (a lapsed hold never blocks a sale), or would have slowed a
+        # best-available choice of seats: reclaim them, ask again (choosing around any left).
         db.call("reclaim_lapsed_for_tier", uuid.UUID(result["tier_id"]),
                 uuid.UUID(result["offer_id"]) if result.get("offer_id") else None)
-        result = db.call("reserve_seats", *attempt)
+        result = db.call("reserve_seats", *attempt, False)
     if result["outcome"] != "held":
         if result["outcome"] in ("sold_out", "insufficient_inventory"):
             count("SoldOut")

@@ -6,6 +6,7 @@
 DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, uuid);
 DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, text, uuid, text, text);
 DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, text, uuid, text, text, text);
+DROP FUNCTION IF EXISTS reserve_seats(uuid, uuid, integer, text, text, uuid, text, text, text, text[]);
 DROP FUNCTION IF EXISTS reservation_read(uuid);
 DROP FUNCTION IF EXISTS cancel_reservation(uuid);
 DROP FUNCTION IF EXISTS claim_payment(uuid, text, integer);
@@ -42,6 +43,10 @@ $$;
 -- seats once), or idempotency_key_reused when the request differs.
 -- p_seats names the seats of an assigned-seating tier (p_quantity is their number); NULL: the
 -- best available (05_seats.sql). A caller of the previous release, without it, still resolves here.
+-- p_reclaim: answer {"outcome": "reclaim"} instead of a best-available choice that lapsed holds'
+-- seats would slow down (seats_claim); the caller reclaims them and asks again without it. Without
+-- it (the previous release's caller; the call after a reclaim), the choice goes around lapsed holds
+-- left, and takes their seats only when no other block is free (seats_claim).
 -- Generic plans only (plan_cache_mode): see the duties in 10_inventory.sql. Every row it reads, it
 -- reads by key (enable_seqscan off), whatever the statistics when a connection plans its statements:
 -- planned while reservations was empty and analyzed (a new database's first on-sale), the look for
@@ -49,7 +54,8 @@ $$;
 -- until autovacuum's next analyze (test_query_plans.py).
 CREATE OR REPLACE FUNCTION reserve_seats(
     p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_address text,
-    p_reservation_id uuid, p_secret text, p_request_key text, p_offer_code text, p_seats text[] DEFAULT NULL
+    p_reservation_id uuid, p_secret text, p_request_key text, p_offer_code text, p_seats text[] DEFAULT NULL,
+    p_reclaim boolean DEFAULT false
 ) RETURNS jsonb
 LANGUAGE plpgsql SET lock_timeout = '2s' SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -190,9 +196,12 @@ BEGIN
     v_now := clock_timestamp();
     -- Assigned seats: which ones, claimed before any counter is locked (lock order, 10_inventory.sql).
     IF v_tier.seating = 'assigned' THEN
-        v_claim := seats_claim(v_tier.tier_id, v_seat_nos, p_quantity, p_reservation_id);
+        v_claim := seats_claim(v_tier.tier_id, v_seat_nos, p_quantity, p_reservation_id, p_reclaim);
         IF v_claim->>'outcome' = 'seats_unavailable' THEN
             RETURN v_claim;
+        ELSIF v_claim->>'outcome' = 'reclaim' THEN
+            RETURN jsonb_build_object('outcome', 'reclaim', 'reclaim', true, 'tier_id', v_tier.tier_id,
+                                      'offer_id', v_offer.offer_id);
         ELSIF v_claim->>'outcome' = 'short' THEN
             -- As a counter that lacks the seats: lapsed holds may stand in the way ("reclaim" below).
             v_free := tier_available(v_tier.tier_id);
