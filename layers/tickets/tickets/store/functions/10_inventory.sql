@@ -41,9 +41,10 @@
 --       3. counter shares, counter by counter in ascending counter_id (tier_counters gives the
 --          order); within a counter, one share at a time while holding none of its others
 --          (steps 1-2), or all of them in share order (step 3).
---     Reserve takes 1, 2b, 2c then 3 and never locks another reservation's row; cancel, expiry and
---     reclaim take 2, 2b, 2c then 3; confirm 2 then 2b (it sells the seats); check-in locks only its
---     ticket row. A reserve that gives up seats it claimed itself (seats_vacate) leaves 2c alone:
+--     Reserve takes 1, 2b, 2c then 3; the one other reservation's row it locks (2) is a lapsed
+--     hold's, with SKIP LOCKED, after which it answers at once (seats_claim's reclaim request).
+--     Cancel, expiry and reclaim take 2, 2b, 2c then 3 (only a reserve's reclaim waits at 2, for
+--     another reclaim); confirm 2 then 2b (it sells the seats); check-in locks only its ticket row. A reserve that gives up seats it claimed itself (seats_vacate) leaves 2c alone:
 --     it holds shares by then.
 --   * Run as one statement in autocommit mode, so that a lock is held for one database round
 --     trip: the client never talks between lock and commit. Within reserve, everything that needs
