@@ -134,6 +134,42 @@ def test_a_reclaim_meeting_another_under_way_waits_for_it_and_the_buyer_gets_the
     assert_counters_agree_with_rows(db)
 
 
+def test_reclaims_of_two_tiers_sharing_an_offer_wait_in_one_order(api: Api, db: Any, database_url: str) -> None:
+    # Two buyers, one on each tier, both reclaiming with one offer: read per tier and then per offer,
+    # each locked its own tier's lapsed holds, then waited for the other's, which it reads too
+    # (made with the offer): a deadlock, broken after a second by an error. Locked by id, they queue.
+    event = api.create_event(tiers=[{"name": "A", "capacity": 10_000, "price": 100},
+                                    {"name": "B", "capacity": 10_000, "price": 100}])
+    offer = api.request("POST", f"/events/{event['event_id']}/offers", admin=True,
+                        body={"code": "BOTH", "percent_off": 10, "max_claims": 10_000})
+    assert offer.status == 201, offer.text
+    tiers = [tier["tier_id"] for tier in event["tiers"]]
+
+    def reclaim(tier_id: str) -> psycopg.Error | None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            try:
+                conn.execute("SELECT reclaim_lapsed_for_tier(%s, %s)", (tier_id, offer.body["offer_id"]))
+            except psycopg.Error as error:
+                return error
+        return None
+
+    for attempt in range(3):
+        # Lapsed holds of both tiers made with the offer (written straight into the table: what is
+        # counted here is errors, not seats).
+        db.execute("""
+            INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
+                                      customer_fingerprint, total_amount, currency, created_at, expires_at,
+                                      reservation_secret, offer_id, offer_code)
+            SELECT gen_random_uuid(), 'LAPSED-' || gen_random_uuid(), %s, tier.id, 1, 'held', 'buyer-' || n, 90,
+                   'EUR', now() - interval '20 minutes', now() - interval '1 minute' + n * interval '1 ms',
+                   'secret', %s, 'BOTH'
+            FROM unnest(%s::uuid[]) AS tier(id), generate_series(1, 300) AS n""",
+                   (event["event_id"], offer.body["offer_id"], tiers))
+        errors = [error for error in race(len(tiers), lambda n: reclaim(tiers[n])) if error is not None]
+        assert not errors, f"attempt {attempt}: {errors}"
+        assert db.execute("SELECT count(*) FROM reservations WHERE status = 'held'").fetchone() == (0,)
+
+
 def test_confirm_racing_expiry_has_exactly_one_winner(api: Api, environments: Api, key: str,
                                                       db: Any) -> None:
     event = api.create_event(tiers=[{"name": "GA", "capacity": 40, "price": 100}])
