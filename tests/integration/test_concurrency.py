@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from localstage.lambda_runtime import scheduled_event
+from tests.integration.test_query_plans import insert_holds
 from tests.support.api import Api, ApiResponse
 
 T = TypeVar("T")
@@ -156,15 +157,8 @@ def test_reclaims_of_two_tiers_sharing_an_offer_wait_in_one_order(api: Api, db: 
     for attempt in range(3):
         # Lapsed holds of both tiers made with the offer (written straight into the table: what is
         # counted here is errors, not seats).
-        db.execute("""
-            INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
-                                      customer_fingerprint, total_amount, currency, created_at, expires_at,
-                                      reservation_secret, offer_id, offer_code)
-            SELECT gen_random_uuid(), 'LAPSED-' || gen_random_uuid(), %s, tier.id, 1, 'held', 'buyer-' || n, 90,
-                   'EUR', now() - interval '20 minutes', now() - interval '1 minute' + n * interval '1 ms',
-                   'secret', %s, 'BOTH'
-            FROM unnest(%s::uuid[]) AS tier(id), generate_series(1, 300) AS n""",
-                   (event["event_id"], offer.body["offer_id"], tiers))
+        for tier_id in tiers:
+            insert_holds(db, event["event_id"], tier_id, 300, "-1 minute", offer=(offer.body["offer_id"], "BOTH"))
         errors = [error for error in race(len(tiers), lambda n: reclaim(tiers[n])) if error is not None]
         assert not errors, f"attempt {attempt}: {errors}"
         assert db.execute("SELECT count(*) FROM reservations WHERE status = 'held'").fetchone() == (0,)

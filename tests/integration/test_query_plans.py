@@ -135,16 +135,19 @@ def test_best_available_reserve_calls_only_these_functions(api: Api, db: Any) ->
                      "lapse_horizon": 1}, calls
 
 
-def insert_holds(db: Any, event_id: str, tier_id: str, count: int, expires_in: str) -> None:
+def insert_holds(db: Any, event_id: str, tier_id: str, count: int, expires_in: str,
+                 offer: tuple[str, str] | None = None) -> None:
     """count holds of one seat each, written straight into the table (no counter or seat taken), each
-    expiring a millisecond after the last (as holds made one by one do: equal keys would share index entries)."""
+    expiring a millisecond after the last (as holds made one by one do: equal keys would share index
+    entries); with offer, (offer_id, code), made with that offer (no claim taken)."""
+    offer_id, offer_code = offer or (None, None)
     db.execute("""
         INSERT INTO reservations (reservation_id, booking_reference, event_id, tier_id, quantity, status,
                                   customer_fingerprint, total_amount, currency, created_at, expires_at,
-                                  reservation_secret)
+                                  reservation_secret, offer_id, offer_code)
         SELECT gen_random_uuid(), 'HOLD-' || gen_random_uuid(), %s, %s, 1, 'held', 'buyer-' || n, 100, 'EUR',
-               now() - interval '20 minutes', now() + %s::interval + n * interval '1 ms', 'secret'
-        FROM generate_series(1, %s) AS n""", (event_id, tier_id, expires_in, count))
+               now() - interval '20 minutes', now() + %s::interval + n * interval '1 ms', 'secret', %s, %s
+        FROM generate_series(1, %s) AS n""", (event_id, tier_id, expires_in, offer_id, offer_code, count))
 
 
 def lapsed_hold_reads(plans: list[str]) -> list[tuple[str, int]]:
