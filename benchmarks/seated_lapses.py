@@ -30,19 +30,26 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks.reserve_db import NEW_BUYER, SEATED_QUANTITY, prepare, ratio_summary, run_pgbench, seated_tier
+from benchmarks.reserve_db import NEW_BUYER, RESERVE, SEATED_QUANTITY, prepare, ratio_summary, run_pgbench, seated_tier
 from localstage.runtime import LocalBackends
 from localstage.template import load_template
 
 RESULTS = Path(__file__).parent / "results" / "bench-lapses.json"
 PRELOAD = 1000
-RESERVE = ("SELECT reserve_seats('{event}', '{tier}', " + str(SEATED_QUANTITY) + ", 'b-:client_id-:buyer', 'a',"
-           " '10000000-:id1-4:id2-8:id2-:id3', 's', NULL, NULL, NULL, {reclaim})")
+
+
+def reserve(reclaim: str) -> str:
+    """bench-db's best-available reserve (SEATED_QUANTITY seats, no offer, no seats named) with
+    p_reclaim, as an expression: {event} and {tier} left to fill."""
+    return RESERVE.format(event="'{event}'", tier="'{tier}'", offer=f"NULL, NULL, {reclaim}").replace(
+        ", 1, ", f", {SEATED_QUANTITY}, ", 1).removeprefix("SELECT ").removesuffix(";")
+
+
 # The domain's protocol: ask with p_reclaim; told to reclaim, reclaim and ask once more without it.
 SCRIPT = (NEW_BUYER
-          + "SELECT (" + RESERVE.replace("{reclaim}", "true") + "->>'outcome' = 'reclaim')::int AS again \\gset\n"
+          + "SELECT (" + reserve("true") + "->>'outcome' = 'reclaim')::int AS again \\gset\n"
           + "\\if :again\nSELECT reclaim_lapsed_for_tier('{tier}', NULL);\n"
-          + RESERVE.replace("{reclaim}", "false") + ";\n\\endif\n")
+          + "SELECT " + reserve("false") + ";\n\\endif\n")
 
 
 def loaded_tier(url: str) -> tuple[str, str]:
