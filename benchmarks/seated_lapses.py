@@ -6,7 +6,7 @@
 An on-sale's buyers abandon holds, which lapse while others buy. A lapsed hold's seats are free at
 once, but not in the free-seat index that best available reads first, so a reserve that finds
 lapsed holds on its tier asks the domain to reclaim them and then asks again (05_seats.sql,
-seats_claim). pgbench drives reserve_seats as the domain does (tickets/domain/reservations.py):
+seats_claim_labels). pgbench drives reserve_seats as the domain does (tickets/domain/reservations.py):
 with p_reclaim, and on a "reclaim" answer reclaim_lapsed_for_tier, then reserve_seats once more
 without it. Per client count and round, two points on fresh tiers of SEATED_SEATS seats holding
 PRELOAD holds (some minutes into an on-sale): `steady`, nobody abandons; `lapsing`, a thread lapses

@@ -86,6 +86,11 @@ def test_reserve_plans_are_generic_and_read_free_seats_in_index_order_among_many
     assert "Index Scan using seats_free" in read[0] and "Sort" not in read[0], read[0]
     # Generic: the plan names the parameters, not this call's values.
     assert "tier_id = $" in read[0], read[0]
+    # The lock of the first block nobody is claiming reads the free seats in order up to it, not a look-up
+    # of every block read, each fetched and then all sorted (`= ANY` as an index condition).
+    lock = [text for text in plans if "FROM seats" in text and "LIMIT 1 FOR UPDATE SKIP LOCKED" in text]
+    assert lock, plans
+    assert "Index Scan using seats_free" in lock[0] and "Sort" not in lock[0], lock[0]
     # And the counter's share UPDATE, which PostgreSQL's own choice re-planned on every reserve.
     share = [text for text in plans if "UPDATE counter_shares" in text]
     assert share and "counter_id = $" in share[0], plans
@@ -125,13 +130,13 @@ def test_general_admission_reserve_calls_only_these_functions(api: Api, db: Any)
 
 
 def test_best_available_reserve_calls_only_these_functions(api: Api, db: Any) -> None:
-    # The same on an assigned-seating tier: step 0's tries are part of seats_claim, each try one call.
+    # The same on an assigned-seating tier: step 0's tries are part of seats_claim_labels, each try one call.
     event = api.create_event(tiers=[{"name": "Stand", "seating": "assigned", "price": 100,
                                      "rows": [{"row": "R1", "seats": 50}, {"row": "R2", "seats": 50}]}])
     answer, calls = reserve_counting_calls(db, event["event_id"], event["tiers"][0]["tier_id"], None)
     assert answer["reservation"]["seats"] == ["R1-1", "R1-2"], answer
     # (lapse_horizon: the bound of the look for the tier's lapsed holds, once a scan)
-    assert calls == {"reserve_seats": 1, "seats_claim": 1, "seats_try_block": 1, "counter_take": 1,
+    assert calls == {"reserve_seats": 1, "seats_claim_labels": 1, "seats_try_block": 1, "counter_take": 1,
                      "lapse_horizon": 1}, calls
 
 

@@ -299,6 +299,26 @@ def test_reserve_asks_for_a_reclaim_before_choosing_around_lapsed_holds(api: Api
     assert_no_seat_twice(db)
 
 
+def test_the_previous_releases_seats_claim_answers_as_it_did(api: Api, key: str, db: Any) -> None:
+    # While a deploy runs, the previous release's reserve_seats reads seats_claim's jsonb answer
+    # (05_seats.sql is applied before 30_reservations.sql): the shim answers it from the fields.
+    event = seated_event(api, rows=[("A", 4)])
+    tier_id = event["tiers"][0]["tier_id"]
+    held = reserve(api, event, key + "a", seats=["A-2"]).body
+    claim = "SELECT seats_claim(%s, %s, %s, gen_random_uuid())"
+    with db.transaction(force_rollback=True):
+        assert db.execute(claim, (tier_id, None, 2)).fetchone()[0] == {"outcome": "claimed", "seats": ["A-3", "A-4"]}
+    with db.transaction(force_rollback=True):
+        assert db.execute(claim, (tier_id, [1, 2], 2)).fetchone()[0] == {"outcome": "seats_unavailable",
+                                                                           "unavailable_seats": ["A-2"]}
+    with db.transaction(force_rollback=True):
+        assert db.execute(claim, (tier_id, None, 4)).fetchone()[0] == {"outcome": "short"}
+    lapse(db, held["reservation_id"])
+    with db.transaction(force_rollback=True):
+        assert db.execute("SELECT seats_claim(%s, NULL, 1, gen_random_uuid(), true)",
+                          (tier_id,)).fetchone()[0] == {"outcome": "reclaim"}
+
+
 def test_a_full_tier_sells_a_lapsed_holds_seats(api: Api, key: str, db: Any) -> None:
     event = seated_event(api, rows=[("A", 3)])
     held = reserve(api, event, key + "a", quantity=3).body

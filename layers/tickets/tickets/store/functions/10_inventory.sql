@@ -42,7 +42,7 @@
 --          order); within a counter, one share at a time while holding none of its others
 --          (steps 1-2), or all of them in share order (step 3).
 --     Reserve takes 1, 2b, 2c then 3; the one other reservation's row it locks (2) is a lapsed
---     hold's, with SKIP LOCKED, after which it answers at once (seats_claim's reclaim request).
+--     hold's, with SKIP LOCKED, after which it answers at once (seats_claim_labels' reclaim request).
 --     Cancel, expiry and reclaim take 2, 2b, 2c then 3 (a reserve's reclaim waits at 2, in id
 --     order, for another reclaim); confirm 2 then 2b (it sells the seats); check-in locks only its
 --     ticket row. A reserve that gives up seats it claimed itself (seats_vacate) leaves 2c alone:

@@ -44,9 +44,9 @@ $$;
 -- p_seats names the seats of an assigned-seating tier (p_quantity is their number); NULL: the
 -- best available (05_seats.sql). A caller of the previous release, without it, still resolves here.
 -- p_reclaim: answer {"outcome": "reclaim"} instead of a best-available choice that lapsed holds'
--- seats would slow down (seats_claim); the caller reclaims them and asks again without it. Without
+-- seats would slow down (seats_claim_labels); the caller reclaims them and asks again without it. Without
 -- it (the previous release's caller; the call after a reclaim), the choice goes around lapsed holds
--- left, and takes their seats only when no other block is free (seats_claim).
+-- left, and takes their seats only when no other block is free (seats_claim_labels).
 -- Generic plans only (plan_cache_mode): see the duties in 10_inventory.sql. Every row it reads, it
 -- reads by key (enable_seqscan off), whatever the statistics when a connection plans its statements:
 -- planned while reservations was empty and analyzed (a new database's first on-sale), the look for
@@ -71,7 +71,7 @@ DECLARE
     v_discount  bigint := 0;
     v_named     jsonb;
     v_seat_nos  integer[];
-    v_claim     jsonb;
+    v_claim     record;  -- seats_claim_labels' answer
     v_seats     text[];
     v_counters  uuid[];
     v_code      integer;
@@ -196,19 +196,19 @@ BEGIN
     v_now := clock_timestamp();
     -- Assigned seats: which ones, claimed before any counter is locked (lock order, 10_inventory.sql).
     IF v_tier.seating = 'assigned' THEN
-        v_claim := seats_claim(v_tier.tier_id, v_seat_nos, p_quantity, p_reservation_id, p_reclaim);
-        IF v_claim->>'outcome' = 'seats_unavailable' THEN
-            RETURN v_claim;
-        ELSIF v_claim->>'outcome' = 'reclaim' THEN
+        v_claim := seats_claim_labels(v_tier.tier_id, v_seat_nos, p_quantity, p_reservation_id, p_reclaim);
+        IF v_claim.v_outcome = 'seats_unavailable' THEN
+            RETURN jsonb_build_object('outcome', 'seats_unavailable', 'unavailable_seats', to_jsonb(v_claim.v_labels));
+        ELSIF v_claim.v_outcome = 'reclaim' THEN
             RETURN jsonb_build_object('outcome', 'reclaim', 'reclaim', true, 'tier_id', v_tier.tier_id,
                                       'offer_id', v_offer.offer_id);
-        ELSIF v_claim->>'outcome' = 'short' THEN
+        ELSIF v_claim.v_outcome = 'short' THEN
             -- As a counter that lacks the seats: lapsed holds may stand in the way ("reclaim" below).
             v_free := tier_available(v_tier.tier_id);
             RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
                                       'available_seats', v_free, 'tier_id', v_tier.tier_id, 'reclaim', true);
         END IF;
-        v_seats := ARRAY(SELECT jsonb_array_elements_text(v_claim->'seats'));
+        v_seats := v_claim.v_labels;
     END IF;
     -- Everything that needs no lock first: the hold, its booking reference and its answer.
     v_code := booking_reference_code(nextval('booking_reference_seq'));
@@ -232,7 +232,7 @@ BEGIN
         v_taken := inventory_take(v_counters, p_quantity, v_offer.offer_id);
     END IF;
     IF NOT v_taken THEN
-        IF v_claim IS NOT NULL THEN
+        IF v_seats IS NOT NULL THEN
             PERFORM seats_vacate(ARRAY[p_reservation_id]);  -- found through the hold's labels: before it goes
         END IF;
         DELETE FROM reservations WHERE reservation_id = p_reservation_id;
