@@ -453,12 +453,15 @@ BEGIN
         -- tries (steps 1-3 then decide). The first try looks at the front-most blocks and
         -- takes the first that nobody is claiming, so a buyer alone gets the front-most block.
         -- When all are being claimed (a crowd), the buyer moves ahead by a stretch of its
-        -- own (by its backend, so that buyers of a crowd seldom pick the same one), then by
-        -- random stretches that grow with each try. A try reads as many blocks as 10 seats make
-        -- (at least 2): plpgsql's loop fetches 10 rows, then 50 more, each read from the table.
-        -- (Measured against 16 blocks a try: 8.7% fewer instructions for a buyer alone; 2.6 tries a
-        -- reserve instead of 1.9 at 64 clients, each cheaper, and the same seated/hot in same-run
-        -- rounds at 64 clients, 0.50 and 0.50; at 16, 0.57 and 0.54.)
+        -- own (one of 16 lanes a try's blocks apart, by its backend, so that buyers of a crowd
+        -- seldom read the same blocks), then by random stretches that grow with each try. A try
+        -- reads as many blocks as 10 seats make (at least 2): plpgsql's loop fetches 10 rows, then
+        -- 50 more, each read from the table. (Measured against 16 blocks a try: 8.7% fewer
+        -- instructions for a buyer alone; 2.6 tries a reserve instead of 1.9 at 64 clients, each
+        -- cheaper, and the same seated/hot in same-run rounds at 64 clients, 0.50 and 0.50; at 16,
+        -- 0.57 and 0.54. Lanes a try apart rather than a block apart, each overlapping the next
+        -- few: 2.5 tries at 64 clients, 1.7 at 16 instead of 1.8; seated/hot 0.53 and 0.53 at 64,
+        -- 0.54 and 0.51 at 16.)
         -- (Here, not a function of its own: on reserve's path each plpgsql call costs.)
         -- The front is read before the seats (an earlier snapshot): see seats_front_advance.
         SELECT * INTO v_front FROM seat_fronts WHERE tier_id = p_tier_id;
@@ -480,7 +483,7 @@ BEGIN
                 EXIT WHEN v_after = v_from;
                 v_after := v_from;  -- jumped past the last block: from the front once more
             ELSE
-                v_after := v_try.v_next + p_quantity * CASE WHEN attempt = 1 THEN pg_backend_pid() % 64
+                v_after := v_try.v_next + p_quantity * CASE WHEN attempt = 1 THEN v_window * (pg_backend_pid() % 16)
                                                             ELSE floor(random() * (16 << attempt))::integer END;
             END IF;
         END LOOP;
