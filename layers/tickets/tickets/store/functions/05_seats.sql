@@ -458,10 +458,10 @@ BEGIN
         -- reads as many blocks as 10 seats make (at least 2): plpgsql's loop fetches 10 rows, then
         -- 50 more, each read from the table. (Measured against 16 blocks a try: 8.7% fewer
         -- instructions for a buyer alone; 2.6 tries a reserve instead of 1.9 at 64 clients, each
-        -- cheaper, and the same seated/hot in same-run rounds at 64 clients, 0.50 and 0.50; at 16,
-        -- 0.57 and 0.54. Lanes a try apart rather than a block apart, each overlapping the next
-        -- few: 2.5 tries at 64 clients, 1.7 at 16 instead of 1.8; seated/hot 0.53 and 0.53 at 64,
-        -- 0.54 and 0.51 at 16.)
+        -- cheaper; seated/hot in same-run rounds 0.50 against 0.50 at 64 clients, 0.57 against
+        -- 0.54 at 16. Lanes a try apart rather than a block apart, each overlapping the next
+        -- few: 2.5 tries at 64 clients, 1.7 at 16 instead of 1.8; seated/hot 0.53 against 0.53
+        -- at 64, 0.54 against 0.51 at 16.)
         -- (Here, not a function of its own: on reserve's path each plpgsql call costs.)
         -- The front is read before the seats (an earlier snapshot): see seats_front_advance.
         SELECT * INTO v_front FROM seat_fronts WHERE tier_id = p_tier_id;
