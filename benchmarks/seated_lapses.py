@@ -6,8 +6,8 @@
 An on-sale's buyers abandon holds, which lapse while others buy. A lapsed hold's seats are free at
 once, but not in the free-seat index that best available reads first, so a reserve that finds
 lapsed holds on its tier asks the domain to reclaim them and then asks again (05_seats.sql,
-seats_claim_labels). pgbench drives reserve_seats as the domain does (tickets/domain/reservations.py):
-with p_reclaim, and on a "reclaim" answer reclaim_lapsed_for_tier, then reserve_seats once more
+seats_claim_labels). pgbench drives reserve_hold as the domain does (tickets/domain/reservations.py):
+with p_reclaim, and on a "reclaim" answer reclaim_lapsed_for_tier, then reserve_hold once more
 without it. Per client count and round, two points on fresh tiers of SEATED_SEATS seats holding
 PRELOAD holds (some minutes into an on-sale): `steady`, nobody abandons; `lapsing`, a thread lapses
 one live hold every LAPSE_MS (one of the 200 oldest, as abandoned holds lapse in the order they were
@@ -31,6 +31,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.reserve_db import NEW_BUYER, RESERVE, SEATED_QUANTITY, prepare, ratio_summary, run_pgbench, seated_tier
+from benchmarks.reserve_db import reserve as reserve_once
 from localstage.runtime import LocalBackends
 from localstage.template import load_template
 
@@ -41,13 +42,13 @@ PRELOAD = 1000
 def reserve(reclaim: str) -> str:
     """bench-db's best-available reserve (SEATED_QUANTITY seats, no offer, no seats named) with
     p_reclaim, as an expression: {event} and {tier} left to fill."""
-    return RESERVE.format(event="'{event}'", tier="'{tier}'", offer=f"NULL, NULL, {reclaim}").replace(
+    return RESERVE.format(event="'{event}'", tier="'{tier}'", offer="NULL", reclaim=reclaim).replace(
         ", 1, ", f", {SEATED_QUANTITY}, ", 1).removeprefix("SELECT ").removesuffix(";")
 
 
 # The domain's protocol: ask with p_reclaim; told to reclaim, reclaim and ask once more without it.
 SCRIPT = (NEW_BUYER
-          + "SELECT (" + reserve("true") + "->>'outcome' = 'reclaim')::int AS again \\gset\n"
+          + "SELECT coalesce((" + reserve("true") + ").answer->>'outcome' = 'reclaim', false)::int AS again \\gset\n"
           + "\\if :again\nSELECT reclaim_lapsed_for_tier('{tier}', NULL);\n"
           + "SELECT " + reserve("false") + ";\n\\endif\n")
 
@@ -57,8 +58,7 @@ def loaded_tier(url: str) -> tuple[str, str]:
     event_id, tier_id = seated_tier()
     with psycopg.connect(url, autocommit=True) as conn:
         for number in range(PRELOAD):
-            conn.execute("SELECT reserve_seats(%s, %s, %s, %s, 'a', gen_random_uuid(), 's', NULL, NULL)",
-                         (event_id, tier_id, SEATED_QUANTITY, f"early-{number}"))
+            reserve_once(conn, event_id, tier_id, SEATED_QUANTITY, f"early-{number}")
         conn.execute("ANALYZE")
     return event_id, tier_id
 

@@ -68,6 +68,9 @@ def test_the_app_role_is_no_superuser_and_owns_nothing(db: psycopg.Connection[tu
     assert settings == {"statement_timeout": "5s", "idle_in_transaction_session_timeout": "30s", "jit": "off"}
 
 
+PREVIOUS_RELEASES_ENTRY_POINTS = {"reserve_seats"}
+
+
 def called_sql_functions() -> set[str]:
     """The SQL functions the layer calls: the first argument of every db.call(...)."""
     names: set[str] = set()
@@ -84,7 +87,8 @@ def test_the_app_role_executes_exactly_the_functions_the_code_calls(db: psycopg.
                       " FROM pg_proc WHERE pronamespace = 'public'::regnamespace", (APP_ROLE,)).fetchall()
     executable = {name for name, _, allowed, _ in rows if allowed}
     entry_points = {name for name, definer, _, _ in rows if definer}
-    assert called_sql_functions() == executable == entry_points
+    # The previous release's code calls these while a deploy runs (30_reservations.sql): entry points a release longer.
+    assert called_sql_functions() | PREVIOUS_RELEASES_ENTRY_POINTS == executable == entry_points
     for name, definer, _, config in rows:
         if definer:  # a SECURITY DEFINER function must not take its search path from the caller
             assert isinstance(config, list) and "search_path=public, pg_temp" in config, name
@@ -111,9 +115,10 @@ def test_every_route_works_as_the_app_role(api: Api, key: str, as_app: str) -> N
     expired = api.invoke_raw({}, "ExpireFunction")
     assert expired["expired"] == 0
     with psycopg.connect(as_app) as conn:
-        assert conn.execute("SELECT current_user,"
-                            " reserve_seats(%s, NULL, 1, 'x', 'y', %s, 's', NULL, NULL)->>'outcome'",
-                            (event_id, uuid.uuid4())).fetchone() == (APP_ROLE, "held")
+        hold = conn.execute("SELECT current_user, h.answer, h.hold_booking_reference"
+                            " FROM reserve_hold(%s, NULL, 1, 'x', 'y', %s, 's', NULL, NULL) h",
+                            (event_id, uuid.uuid4())).fetchone()
+        assert hold is not None and hold[:2] == (APP_ROLE, None) and hold[2].startswith("EVT-"), hold
 
 
 @pytest.mark.parametrize("statement", [
@@ -123,7 +128,7 @@ def test_every_route_works_as_the_app_role(api: Api, key: str, as_app: str) -> N
     "CREATE FUNCTION intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "CREATE OR REPLACE FUNCTION ready() RETURNS boolean LANGUAGE sql AS 'SELECT true'",
     "DROP TABLE events",
-    "DROP FUNCTION reserve_seats(uuid, uuid, integer, text, text, uuid, text, text, text, text[], boolean)",
+    "DROP FUNCTION reserve_hold(uuid, uuid, integer, text, text, uuid, text, text, text, text[], boolean)",
     "ALTER TABLE events ADD COLUMN intruder int",
     "ALTER FUNCTION ready() OWNER TO tickets_app",
     "CREATE INDEX intruder ON events (name)",

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.support.api import Api
+from tickets.domain.reservations import ReserveAnswer
 
 LIVE_HOLDS = 5000
 
@@ -61,7 +62,7 @@ def nested_plans(db: Any, query: str, *params: Any, analyze: bool = False) -> tu
         for setting in settings:
             conn.execute(f"SET auto_explain.{setting}")
         conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
-        row = conn.execute(query, params).fetchone()
+        row = conn.execute(query, params, binary=True).fetchone()
     assert row is not None
     return row[0], plans
 
@@ -77,9 +78,9 @@ def test_reserve_plans_are_generic_and_read_free_seats_in_index_order_among_many
     event = events[-1]
     tier_id = event["tiers"][0]["tier_id"]
     db.execute("ANALYZE")
-    answer, plans = nested_plans(db, "SELECT reserve_seats(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
+    answer, plans = nested_plans(db, "SELECT reserve_hold(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
                                      " NULL, NULL)", event["event_id"], tier_id)
-    assert answer["outcome"] == "held" and answer["reservation"]["seats"] == ["R1-1", "R1-2"], answer
+    assert held(answer).seats == ["R1-1", "R1-2"], answer
     read = [text for text in plans if "FROM seats" in text and "ORDER BY seat_no LIMIT" in text
             and "FOR UPDATE" not in text]
     assert read, plans
@@ -96,19 +97,27 @@ def test_reserve_plans_are_generic_and_read_free_seats_in_index_order_among_many
     assert share and "counter_id = $" in share[0], plans
 
 
-def reserve_counting_calls(db: Any, event_id: str, tier_id: str, offer_code: str | None) -> tuple[Any, dict[str, int]]:
-    """reserve_seats' answer, and the functions it called with their counts: plpgsql and sql alike (an
+def held(answer: Any) -> ReserveAnswer:
+    """reserve_hold's record as the domain reads it, of a reserve that held."""
+    hold = ReserveAnswer(*answer)
+    assert hold.answer is None, hold.answer
+    return hold
+
+
+def reserve_counting_calls(db: Any, event_id: str, tier_id: str,
+                           offer_code: str | None) -> tuple[ReserveAnswer, dict[str, int]]:
+    """reserve_hold's answer, and the functions it called with their counts: plpgsql and sql alike (an
     inlined sql function is part of its caller's statement, and not counted)."""
     with psycopg.connect(db.info.dsn, password=db.info.password) as conn:
         try:
             conn.execute("SET LOCAL track_functions = 'all'")
         except psycopg.errors.InsufficientPrivilege:
             pytest.skip("track_functions needs a superuser connection (DATABASE_URL's role is not one)")
-        answer = conn.execute("SELECT reserve_seats(%s, %s, 2, 'calls-buyer', 'a', gen_random_uuid(), 's', NULL, %s)",
-                              (event_id, tier_id, offer_code)).fetchone()
+        answer = conn.execute("SELECT reserve_hold(%s, %s, 2, 'calls-buyer', 'a', gen_random_uuid(), 's', NULL, %s)",
+                              (event_id, tier_id, offer_code), binary=True).fetchone()
         calls = dict(conn.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions").fetchall())
-    assert answer is not None and answer[0]["outcome"] == "held", answer
-    return answer[0], calls
+    assert answer is not None
+    return held(answer[0]), calls
 
 
 def test_general_admission_reserve_calls_only_these_functions(api: Api, db: Any) -> None:
@@ -119,14 +128,14 @@ def test_general_admission_reserve_calls_only_these_functions(api: Api, db: Any)
     event = api.create_event(tiers=[{"name": "GA", "capacity": 10_000, "price": 100}])
     tier_id = event["tiers"][0]["tier_id"]
     answer, calls = reserve_counting_calls(db, event["event_id"], tier_id, None)
-    assert answer["reservation"]["booking_reference"].startswith("EVT-"), answer
-    assert calls == {"reserve_seats": 1, "counter_take": 1}, calls
+    assert answer.booking_reference is not None and answer.booking_reference.startswith("EVT-"), answer
+    assert calls == {"reserve_hold": 1, "counter_take": 1}, calls
     offer = api.request("POST", f"/events/{event['event_id']}/offers", admin=True,
                         body={"code": "CALLS", "percent_off": 10, "max_claims": 1000})
     assert offer.status == 201, offer.body
     answer, calls = reserve_counting_calls(db, event["event_id"], tier_id, "calls")
-    assert answer["reservation"]["offer_code"] == "CALLS" and answer["reservation"]["discount_amount"] == 20, answer
-    assert calls == {"reserve_seats": 1, "inventory_take": 1, "counter_take": 2}, calls
+    assert answer.offer_code == "CALLS" and answer.discount_amount == 20, answer
+    assert calls == {"reserve_hold": 1, "inventory_take": 1, "counter_take": 2}, calls
 
 
 def test_best_available_reserve_calls_only_these_functions(api: Api, db: Any) -> None:
@@ -134,9 +143,9 @@ def test_best_available_reserve_calls_only_these_functions(api: Api, db: Any) ->
     event = api.create_event(tiers=[{"name": "Stand", "seating": "assigned", "price": 100,
                                      "rows": [{"row": "R1", "seats": 50}, {"row": "R2", "seats": 50}]}])
     answer, calls = reserve_counting_calls(db, event["event_id"], event["tiers"][0]["tier_id"], None)
-    assert answer["reservation"]["seats"] == ["R1-1", "R1-2"], answer
+    assert answer.seats == ["R1-1", "R1-2"], answer
     # (lapse_horizon: the bound of the look for the tier's lapsed holds, once a scan)
-    assert calls == {"reserve_seats": 1, "seats_claim_labels": 1, "seats_try_block": 1, "counter_take": 1,
+    assert calls == {"reserve_hold": 1, "seats_claim_labels": 1, "seats_try_block": 1, "counter_take": 1,
                      "lapse_horizon": 1}, calls
 
 
@@ -187,9 +196,9 @@ def test_a_tiers_lapsed_holds_are_read_alone_not_its_live_holds_nor_other_tiers(
     insert_holds(db, seated["event_id"], seated_tier, LIVE_HOLDS, "10 minutes")
     db.execute("ANALYZE")
 
-    answer, plans = nested_plans(db, "SELECT reserve_seats(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
+    answer, plans = nested_plans(db, "SELECT reserve_hold(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
                                      " NULL, NULL)", seated["event_id"], seated_tier, analyze=True)
-    assert answer["outcome"] == "held" and answer["reservation"]["seats"] == ["R1-1", "R1-2"], answer
+    assert held(answer).seats == ["R1-1", "R1-2"], answer
     # (5,000 entries of either kind fill over 20 index pages: measured, the look by expiry read 140 pages
     # and a forward read of the tier's range 27; a look that reads a few pages read none of them.)
     for text, buffers in lapsed_hold_reads(plans):
@@ -230,10 +239,9 @@ def analyzed_reserve_plans(db: Any, event: dict[str, Any]) -> tuple[Any, list[st
     """The answer and the plans (with the pages each node read) of a one-seat reserve on the event's
     first tier, every table analyzed first; the reserve must hold."""
     db.execute("ANALYZE")
-    answer, plans = nested_plans(db, "SELECT reserve_seats(%s, %s, 1, 'plans-buyer', 'a', gen_random_uuid(), 's',"
+    answer, plans = nested_plans(db, "SELECT reserve_hold(%s, %s, 1, 'plans-buyer', 'a', gen_random_uuid(), 's',"
                                      " NULL, NULL)", event["event_id"], event["tiers"][0]["tier_id"], analyze=True)
-    assert answer["outcome"] == "held", answer
-    return answer, plans
+    return held(answer), plans
 
 
 def test_the_first_look_reads_one_share_of_each_counter_not_all_of_them(api: Api, db: Any) -> None:
@@ -261,9 +269,9 @@ def test_a_reserve_reads_its_counters_shares_by_key_not_the_counters_table(api: 
     last = [text for text in plans if "ORDER BY share DESC LIMIT 1" in text]
     assert last and "Scan Backward using counter_shares_pkey" in last[0], plans
     # And the hold's cancel gives its seat back to a random share chosen the same way (counter_release).
-    hold = answer["reservation"]
-    cancelled, plans = nested_plans(db, "SELECT cancel_reservation(%s, %s)", hold["reservation_id"],
-                                    hold["reservation_secret"], analyze=True)
+    (reservation_id,) = db.execute("SELECT reservation_id FROM reservations WHERE booking_reference = %s",
+                                   (answer.booking_reference,)).fetchone()
+    cancelled, plans = nested_plans(db, "SELECT cancel_reservation(%s, 's')", reservation_id, analyze=True)
     assert cancelled["outcome"] == "cancelled", cancelled
     assert not [text for text in plans if "on counters" in text], plans
     last = [text for text in plans if "ORDER BY share DESC LIMIT 1" in text]
@@ -281,10 +289,10 @@ def test_a_reserve_planned_while_reservations_is_empty_reads_it_by_key(api: Api,
                                      "rows": [{"row": "A", "seats": 20}]}])
     assert db.execute("SELECT count(*) FROM reservations").fetchone() == (0,)
     db.execute("ANALYZE")  # (statistics of an empty table: without them, PostgreSQL assumes ten pages)
-    answer, plans = nested_plans(db, "SELECT reserve_seats(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
+    answer, plans = nested_plans(db, "SELECT reserve_hold(%s, %s, 2, 'plan-buyer', 'a', gen_random_uuid(), 's',"
                                      " 'plan-request-key', NULL, NULL)",
                                  event["event_id"], event["tiers"][0]["tier_id"])
-    assert answer["outcome"] == "held", answer
+    held(answer)
     reads = [text for text in plans if "FROM reservations" in text]
     assert len(reads) >= 4, plans
     assert not [text for text in reads if "Seq Scan on reservations" in text], reads

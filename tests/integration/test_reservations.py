@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from tests.support.api import Api
+from tickets.domain.reservations import ReserveAnswer
+from tickets.models.reservations import Reservation
 
 
 def lapse(db: Any, reservation_id: str) -> None:
@@ -35,6 +37,34 @@ def test_reserve_holds_seats(api: Api, key: str, db: Any) -> None:
     assert len(secret) >= 32
     assert api.request("GET", f"/reservations/{body['reservation_id']}").body == body  # the secret is not repeated
     assert seats_taken(db, body["tier_id"]) == 2
+
+
+def test_the_domain_reads_reserve_holds_values_in_their_order(db: Any) -> None:
+    # A new hold comes back as reserve_hold's OUT parameters, a record read by position: ReserveAnswer
+    # names them in the same order.
+    names, modes = db.execute("SELECT proargnames, proargmodes FROM pg_proc WHERE proname = 'reserve_hold'").fetchone()
+    assert [name for name, mode in zip(names, modes, strict=True) if mode == "o"] == [
+        "answer", *(f"hold_{field}" for field in ReserveAnswer._fields[1:])]
+
+
+def test_the_previous_releases_reserve_seats_answers_as_it_did(api: Api, key: str, db: Any) -> None:
+    # While a deploy runs, the previous release's reserve calls reserve_seats for a JSON answer (the
+    # function files are applied before its code is replaced): the shim answers a new hold as the
+    # reservation that a read gives, with its secret, and anything else as reserve_hold does.
+    event = api.create_event(tiers=[{"name": "GA", "capacity": 3, "price": 2500}])
+    call = "SELECT reserve_seats(%s, NULL, 2, 'old-buyer', 'a', %s, 'old-secret', %s, NULL, NULL, true)"
+    reservation_id = str(uuid.uuid4())
+    answer = db.execute(call, (event["event_id"], reservation_id, f"{key}-old")).fetchone()[0]
+    assert answer["outcome"] == "held", answer
+    read = api.request("GET", f"/reservations/{reservation_id}", headers={"X-Reservation-Secret": "old-secret"})
+    assert read.status == 200, read.text
+    assert Reservation.model_validate(answer["reservation"]).model_dump(mode="json") == {
+        **read.body, "reservation_secret": "old-secret"}
+    # Asked again with the same request key: the same hold.
+    assert db.execute(call, (event["event_id"], reservation_id, f"{key}-old")).fetchone()[0] == answer
+    refused = db.execute(call, (event["event_id"], uuid.uuid4(), None)).fetchone()[0]
+    assert refused == {"outcome": "insufficient_inventory", "available_seats": 1,
+                       "tier_id": event["tiers"][0]["tier_id"]}
 
 
 def test_a_reservation_needs_its_secret(api: Api, key: str, db: Any) -> None:

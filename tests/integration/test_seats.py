@@ -10,6 +10,7 @@ import pytest
 from localstage.lambda_runtime import scheduled_event
 from tests.integration.test_concurrency import assert_counters_agree_with_rows, race
 from tests.support.api import Api, ApiResponse
+from tickets.domain.reservations import ReserveAnswer
 
 
 def seated_event(api: Api, rows: list[tuple[str, int]] | None = None, *, max_per_order: int = 6,
@@ -286,15 +287,16 @@ def test_reserve_asks_for_a_reclaim_before_choosing_around_lapsed_holds(api: Api
     tier_id = event["tiers"][0]["tier_id"]
     first = reserve(api, event, key + "a", quantity=2).body
     lapse(db, first["reservation_id"])
-    call = "SELECT reserve_seats(%s, %s, 2, 'sql-buyer', 'a', gen_random_uuid(), 's', NULL, NULL{})"
-    answer = db.execute(call.format(", NULL, true"), (event["event_id"], tier_id)).fetchone()[0]
-    assert answer == {"outcome": "reclaim", "reclaim": True, "tier_id": tier_id, "offer_id": None}
+    call = "SELECT reserve_hold(%s, %s, 2, 'sql-buyer', 'a', gen_random_uuid(), 's', NULL, NULL{})"
+    ids = (event["event_id"], tier_id)
+    answer = ReserveAnswer(*db.execute(call.format(", NULL, true"), ids, binary=True).fetchone()[0])
+    assert answer.answer == {"outcome": "reclaim", "reclaim": True, "tier_id": tier_id, "offer_id": None}
     assert db.execute("SELECT count(*) FROM reservations").fetchone() == (1,)
     assert db.execute("SELECT count(*) FROM seats WHERE reservation_id IS NULL").fetchone() == (2,)
     # Without it (the previous release's call; the second call after a reclaim, when another buyer's
     # reclaim of them is under way), the choice goes around them: the next block of the free seats.
-    answer = db.execute(call.format(""), (event["event_id"], tier_id)).fetchone()[0]
-    assert answer["outcome"] == "held" and answer["reservation"]["seats"] == ["A-3", "A-4"], answer
+    answer = ReserveAnswer(*db.execute(call.format(""), ids, binary=True).fetchone()[0])
+    assert answer.answer is None and answer.seats == ["A-3", "A-4"], answer
     assert_counters_agree_with_rows(db)
     assert_no_seat_twice(db)
 

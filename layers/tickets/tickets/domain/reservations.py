@@ -14,7 +14,8 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from tickets.ids import parse_id
 from tickets.models.reservations import Reservation, ReserveRequest
@@ -41,6 +42,28 @@ class Buyer:
     address: str  # the source address alone: max_holds_per_ip
 
 
+class ReserveAnswer(NamedTuple):
+    """reserve_hold's OUT parameters, in order (store/functions/30_reservations.sql): answer, or with
+    answer None, what the database chose or worked out for a new hold (hold_ and the field's name)."""
+
+    answer: dict[str, Any] | None
+    booking_reference: str | None
+    tier_id: uuid.UUID | None
+    seats: list[str] | None
+    total_amount: int | None
+    discount_amount: int | None
+    currency: str | None
+    offer_code: str | None
+    created_at: datetime | None
+    expires_at: datetime | None
+
+    def new_hold(self) -> dict[str, Any]:
+        """The new hold's fields that the database gave."""
+        fields = self._asdict()
+        del fields["answer"]
+        return fields
+
+
 def _request_key(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
 
@@ -61,15 +84,24 @@ def reserve(event_id: str, request: ReserveRequest, buyer: Buyer, idempotency_ke
     # Scoped to the buyer: another buyer's same key never finds this hold.
     request_key = None if idempotency_key is None else _request_key(event_uuid, buyer.fingerprint, idempotency_key)
     quantity = request.seat_count
-    attempt = (event_uuid, request.tier_id, quantity, buyer.fingerprint, buyer.address, uuid.uuid4(),
-               secrets.token_urlsafe(24), request_key, request.offer_code, request.seats)
-    result = db.call("reserve_seats", *attempt, True)
-    if result["outcome"] == "reclaim" or (result.get("reclaim") and result["available_seats"] >= quantity):
+    reservation_id, secret = uuid.uuid4(), secrets.token_urlsafe(24)
+    attempt = (event_uuid, request.tier_id, quantity, buyer.fingerprint, buyer.address, reservation_id,
+               secret, request_key, request.offer_code, request.seats)
+    answer = ReserveAnswer(*db.call("reserve_hold", *attempt, True))
+    result = answer.answer
+    if result is not None and (result["outcome"] == "reclaim"
+                               or (result.get("reclaim") and result["available_seats"] >= quantity)):
         # Lapsed holds stood in the way (a lapsed hold never blocks a sale), or would have slowed a
         # best-available choice of seats: reclaim them, ask again (choosing around any left).
         db.call("reclaim_lapsed_for_tier", uuid.UUID(result["tier_id"]),
                 uuid.UUID(result["offer_id"]) if result.get("offer_id") else None)
-        result = db.call("reserve_seats", *attempt, False)
+        answer = ReserveAnswer(*db.call("reserve_hold", *attempt, False))
+        result = answer.answer
+    if result is None:
+        count("ReservationsHeld")
+        return Reservation.model_validate({
+            "reservation_id": reservation_id, "event_id": event_uuid, "quantity": quantity, "status": "held",
+            "payment_status": "pending", "reservation_secret": secret, **answer.new_hold()})
     if result["outcome"] != "held":
         if result["outcome"] in ("sold_out", "insufficient_inventory"):
             count("SoldOut")

@@ -153,9 +153,11 @@ def _function_call(function: str, params: tuple[Any, ...]) -> sql.Composed:
 
 
 def call(function: str, *params: Any) -> Any:
-    """Runs one SQL function as its own transaction and returns its single value (jsonb: a dict).
+    """Runs one SQL function as its own transaction and returns its single value (jsonb: a dict;
+    a function's OUT parameters, a record: the tuple of their values, in order).
 
-    A dict argument is passed as jsonb."""
+    A dict argument is passed as jsonb. The value comes in binary, where a record carries the
+    types of its fields (in text, psycopg would give every field as a string)."""
     import psycopg  # noqa: PLC0415 - on first use (the module's docstring)
     from psycopg import sql  # noqa: PLC0415
     from psycopg.types.json import Jsonb  # noqa: PLC0415
@@ -166,7 +168,7 @@ def call(function: str, *params: Any) -> Any:
         conn = connection()
         try:
             with _cancelled_at_deadline(conn):
-                row = conn.execute(statement, params).fetchone()
+                row = conn.execute(statement, params, binary=True).fetchone()
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             raise StoreUnavailable(f"{function}: {exc}") from exc
         except psycopg.OperationalError as exc:

@@ -169,5 +169,5 @@ $$;
 CREATE OR REPLACE FUNCTION ready() RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'reserve_seats')
+    SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'reserve_hold')
 $$;

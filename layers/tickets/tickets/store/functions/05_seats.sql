@@ -155,7 +155,7 @@ DECLARE
 BEGIN
     -- A loop over the free seats in order, counting runs of adjacent seats of one row, at most
     -- 400 seats a try (a fragmented tier goes on to steps 1-3). The small constant LIMIT keeps the
-    -- plan (generic: reserve_seats) the free-seat index in order: with 2,000, once the table held
+    -- plan (generic: reserve_hold) the free-seat index in order: with 2,000, once the table held
     -- a few analyzed tiers, the plan sorted every free seat of the tier on each try, 7-11 ms
     -- (measured: seated/hot 0.13-0.17 from the fourth tier of one cluster on); without a LIMIT,
     -- likewise (0.16 at 64 clients). One query with the block test as a correlated subquery was

@@ -49,7 +49,7 @@
 --     it holds shares by then.
 --   * Run as one statement in autocommit mode, so that a lock is held for one database round
 --     trip: the client never talks between lock and commit. Within reserve, everything that needs
---     no lock (validation, the reservation row, its booking reference and JSON) is done before
+--     no lock (validation, the reservation row and its booking reference) is done before
 --     the first share is locked, so the locks cover the counter changes and the commit.
 --   * Set lock_timeout on the function (never a session SET: that pins RDS Proxy connections).
 --   * On reserve's path, a function that runs a query is plpgsql (its plans are kept for the
@@ -57,11 +57,11 @@
 --     many holds goes through hold_lapsed, or hold_lapsed_on for one tier's or offer's lapsed
 --     holds (00_rules.sql), which an index can bound. But each plpgsql call costs about as much
 --     as a statement (its expressions are set up again in every transaction): a helper that runs
---     no query is sql that PostgreSQL inlines (booking_reference, new_hold_json), one query that
+--     no query is sql that PostgreSQL inlines (booking_reference_code), one query that
 --     reserve runs once is an inlined sql set (tier_counters_with_room), and a general-admission
---     reserve makes two calls, reserve_seats and counter_take (test_query_plans.py; from five:
+--     reserve makes two calls, reserve_hold and counter_take (test_query_plans.py; from five:
 --     hot/row at 64 clients 1.20 -> 1.40, same-run medians of 4 rounds).
---   * reserve_seats runs with plan_cache_mode = force_generic_plan (a function SET: nothing
+--   * reserve_hold runs with plan_cache_mode = force_generic_plan (a function SET: nothing
 --     pinned): once the tables have statistics, PostgreSQL's own choice planned the share UPDATE
 --     (and most seat statements) again on every call, a custom plan of the same shape that looked
 --     a little cheaper, 0.2-0.4 ms a reserve (measured: hot/row 1.16 -> 1.36 at 64 clients). So a

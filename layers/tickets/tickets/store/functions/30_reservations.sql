@@ -12,6 +12,7 @@ DROP FUNCTION IF EXISTS cancel_reservation(uuid);
 DROP FUNCTION IF EXISTS claim_payment(uuid, text, integer);
 DROP FUNCTION IF EXISTS release_payment_claim(uuid, text, text);
 DROP FUNCTION IF EXISTS confirm_reservation(uuid, text, bigint);
+DROP FUNCTION IF EXISTS new_hold_json(reservations);
 
 -- A reservation the caller may act on: the id and its secret must both match; NULL otherwise
 -- (an unknown id and a wrong secret look the same).
@@ -27,20 +28,16 @@ LANGUAGE sql VOLATILE AS $$
                               'reservation', reservation_json(r) || jsonb_build_object('reservation_secret', r.reservation_secret))
 $$;
 
--- The same for the hold a reserve has just written: it has no tickets and no payment, so neither
--- is read, and it is live: hold_seconds is at least 30 (sql, inlined: reservation_json is a
--- plpgsql call, and on reserve's path each costs about as much as its work, measured).
-CREATE OR REPLACE FUNCTION new_hold_json(r reservations) RETURNS jsonb
-LANGUAGE sql VOLATILE AS $$
-    SELECT jsonb_build_object('outcome', 'held',
-                              'reservation', reservation_fields(r, 'held') || jsonb_build_object(
-                                  'tickets', '[]'::jsonb, 'payment', NULL, 'reservation_secret', r.reservation_secret))
-$$;
-
 -- Reserve: validation, the per-customer and per-address limits, the inventory and the hold, in
--- one transaction. Returns {"outcome": "held", "reservation": {...}} or a refusal.
--- A request_key already used by a hold answers that hold again (a retry after a fault holds its
--- seats once), or idempotency_key_reused when the request differs.
+-- one transaction. A new hold is answered as values, answer NULL: the hold_ parameters are what
+-- the database chose or worked out (the caller sent the rest: tickets/domain/reservations.py).
+-- Anything else is answer: a refusal, {"outcome": code, ...}; "reclaim" (below); or the hold that
+-- a request_key already made, {"outcome": "held", "reservation": {...}} (a retry after a fault
+-- holds its seats once), and idempotency_key_reused when the request differs.
+-- (Values, not the reservation's JSON: jsonb_build_object looks up the type of every key and
+-- value, several catalog look-ups each, on every call; that JSON was 14% of a hot reserve's
+-- instructions, callgrind. The caller asks for the record as a value, SELECT reserve_hold(...),
+-- in binary: as a table, SELECT * FROM reserve_hold(...), planning the function scan cost 10%.)
 -- p_seats names the seats of an assigned-seating tier (p_quantity is their number); NULL: the
 -- best available (05_seats.sql). A caller of the previous release, without it, still resolves here.
 -- p_reclaim: answer {"outcome": "reclaim"} instead of a best-available choice that lapsed holds'
@@ -52,11 +49,14 @@ $$;
 -- planned while reservations was empty and analyzed (a new database's first on-sale), the look for
 -- the request's key and the buyer's and the address's counts were scans of the whole table, kept
 -- until autovacuum's next analyze (test_query_plans.py).
-CREATE OR REPLACE FUNCTION reserve_seats(
+CREATE OR REPLACE FUNCTION reserve_hold(
     p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_address text,
     p_reservation_id uuid, p_secret text, p_request_key text, p_offer_code text, p_seats text[] DEFAULT NULL,
-    p_reclaim boolean DEFAULT false
-) RETURNS jsonb
+    p_reclaim boolean DEFAULT false,
+    OUT answer jsonb, OUT hold_booking_reference text, OUT hold_tier_id uuid, OUT hold_seats text[],
+    OUT hold_total_amount bigint, OUT hold_discount_amount bigint, OUT hold_currency text, OUT hold_offer_code text,
+    OUT hold_created_at timestamptz, OUT hold_expires_at timestamptz
+)
 LANGUAGE plpgsql SET lock_timeout = '2s' SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
@@ -66,7 +66,6 @@ DECLARE
     v_free      integer;
     v_now       timestamptz;
     v_held      reservations%ROWTYPE;
-    v_answer    jsonb;
     v_offer     offers%ROWTYPE;
     v_discount  bigint := 0;
     v_named     jsonb;
@@ -83,57 +82,57 @@ BEGIN
             IF v_held.event_id = p_event_id AND v_held.quantity = p_quantity
                AND (p_tier_id IS NULL OR v_held.tier_id = p_tier_id)
                AND (p_seats IS NULL OR ARRAY(SELECT unnest(p_seats) ORDER BY 1) = ARRAY(SELECT unnest(v_held.seats) ORDER BY 1)) THEN
-                RETURN hold_json(v_held);
+                answer := hold_json(v_held); RETURN;
             END IF;
-            RETURN jsonb_build_object('outcome', 'idempotency_key_reused');
+            answer := jsonb_build_object('outcome', 'idempotency_key_reused'); RETURN;
         END IF;
     END IF;
 
     SELECT * INTO v_event FROM events WHERE event_id = p_event_id;
     IF NOT FOUND THEN
-        RETURN jsonb_build_object('outcome', 'event_not_found');
+        answer := jsonb_build_object('outcome', 'event_not_found'); RETURN;
     END IF;
     IF p_tier_id IS NULL THEN
         IF (SELECT count(*) FROM tiers WHERE event_id = p_event_id) <> 1 THEN
-            RETURN jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
-                jsonb_build_object('field', 'tier_id', 'message', 'This event has several tiers: give a tier_id.',
-                                   'type', 'missing')));
+            answer := jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
+                   jsonb_build_object('field', 'tier_id', 'message', 'This event has several tiers: give a tier_id.',
+                                      'type', 'missing'))); RETURN;
         END IF;
         SELECT * INTO v_tier FROM tiers WHERE event_id = p_event_id;
     ELSE
         SELECT * INTO v_tier FROM tiers WHERE tier_id = p_tier_id AND event_id = p_event_id;
         IF NOT FOUND THEN
-            RETURN jsonb_build_object('outcome', 'tier_not_found');
+            answer := jsonb_build_object('outcome', 'tier_not_found'); RETURN;
         END IF;
     END IF;
 
     -- Rules of the request itself come before inventory.
     IF p_seats IS NOT NULL THEN
         IF v_tier.seating <> 'assigned' THEN
-            RETURN jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
-                jsonb_build_object('field', 'seats', 'message', 'This tier has no assigned seating: leave out seats.',
-                                   'type', 'not_assigned_seating')));
+            answer := jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
+                   jsonb_build_object('field', 'seats', 'message', 'This tier has no assigned seating: leave out seats.',
+                                      'type', 'not_assigned_seating'))); RETURN;
         END IF;
         v_named := seats_named(v_tier.tier_id, p_seats);
         IF jsonb_array_length(v_named->'unknown') > 0 THEN
-            RETURN jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
-                jsonb_build_object('field', 'seats', 'type', 'unknown_seat', 'unknown_seats', v_named->'unknown',
-                                   'message', 'This tier has no seat ' || (v_named->'unknown'->>0) || '.')));
+            answer := jsonb_build_object('outcome', 'validation_error', 'details', jsonb_build_array(
+                   jsonb_build_object('field', 'seats', 'type', 'unknown_seat', 'unknown_seats', v_named->'unknown',
+                                      'message', 'This tier has no seat ' || (v_named->'unknown'->>0) || '.'))); RETURN;
         END IF;
         v_seat_nos := ARRAY(SELECT jsonb_array_elements_text(v_named->'seat_nos')::integer);
     END IF;
     IF p_quantity > v_tier.max_per_order THEN
-        RETURN jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_order',
-                                  'max_per_order', v_tier.max_per_order);
+        answer := jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_order',
+                                     'max_per_order', v_tier.max_per_order); RETURN;
     END IF;
     IF p_offer_code IS NOT NULL THEN
         SELECT * INTO v_offer FROM offers WHERE event_id = p_event_id AND code = upper(p_offer_code);
         IF NOT FOUND THEN
-            RETURN jsonb_build_object('outcome', 'offer_not_found');
+            answer := jsonb_build_object('outcome', 'offer_not_found'); RETURN;
         END IF;
         IF NOT EXISTS (SELECT 1 FROM offer_tiers WHERE offer_id = v_offer.offer_id AND tier_id = v_tier.tier_id)
            OR (v_offer.valid_until IS NOT NULL AND clock_timestamp() >= v_offer.valid_until) THEN
-            RETURN jsonb_build_object('outcome', 'offer_not_applicable');
+            answer := jsonb_build_object('outcome', 'offer_not_applicable'); RETURN;
         END IF;
         -- Per seat: amount_off, or price x percent_off / 100 rounded down; never above the price.
         v_discount := least(v_tier.price, coalesce(v_offer.amount_off, v_tier.price * v_offer.percent_off / 100))
@@ -141,14 +140,14 @@ BEGIN
     END IF;
     IF (v_event.sales_start_at IS NOT NULL AND clock_timestamp() < v_event.sales_start_at)
        OR (v_event.sales_end_at IS NOT NULL AND clock_timestamp() >= v_event.sales_end_at) THEN
-        RETURN jsonb_build_object('outcome', 'sales_closed',
-                                  'sales_start_at', v_event.sales_start_at, 'sales_end_at', v_event.sales_end_at);
+        answer := jsonb_build_object('outcome', 'sales_closed',
+                                     'sales_start_at', v_event.sales_start_at, 'sales_end_at', v_event.sales_end_at); RETURN;
     END IF;
     IF v_event.max_per_customer IS NOT NULL THEN
         IF p_quantity > v_event.max_per_customer THEN
-            RETURN jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_customer',
-                                      'max_per_customer', v_event.max_per_customer,
-                                      'remaining', v_event.max_per_customer);
+            answer := jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_customer',
+                                         'max_per_customer', v_event.max_per_customer,
+                                         'remaining', v_event.max_per_customer); RETURN;
         END IF;
         -- Serialises one buyer's reserves for this event (released at commit), so that two
         -- concurrent requests cannot both pass the count below.
@@ -157,9 +156,9 @@ BEGIN
         WHERE event_id = p_event_id AND customer_fingerprint = p_customer
           AND (status = 'confirmed' OR (status = 'held' AND NOT hold_lapsed(expires_at)));
         IF v_owned + p_quantity > v_event.max_per_customer THEN
-            RETURN jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_customer',
-                                      'max_per_customer', v_event.max_per_customer,
-                                      'remaining', greatest(v_event.max_per_customer - v_owned, 0));
+            answer := jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_per_customer',
+                                         'max_per_customer', v_event.max_per_customer,
+                                         'remaining', greatest(v_event.max_per_customer - v_owned, 0)); RETURN;
         END IF;
     END IF;
     IF v_event.max_holds_per_ip IS NOT NULL THEN
@@ -168,15 +167,15 @@ BEGIN
         IF (SELECT count(*) FROM reservations
             WHERE event_id = p_event_id AND client_address = p_address AND status = 'held'
               AND NOT hold_lapsed(expires_at)) >= v_event.max_holds_per_ip THEN
-            RETURN jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_holds_per_ip',
-                                      'max_holds_per_ip', v_event.max_holds_per_ip);
+            answer := jsonb_build_object('outcome', 'limit_exceeded', 'limit', 'max_holds_per_ip',
+                                         'max_holds_per_ip', v_event.max_holds_per_ip); RETURN;
         END IF;
     END IF;
 
     -- Named seats that a live hold or a sale has, likewise (a first look; the claim re-checks).
     IF v_seat_nos IS NOT NULL AND cardinality(seats_taken(v_tier.tier_id, v_seat_nos)) > 0 THEN
-        RETURN jsonb_build_object('outcome', 'seats_unavailable',
-                                  'unavailable_seats', to_jsonb(seats_taken(v_tier.tier_id, v_seat_nos)));
+        answer := jsonb_build_object('outcome', 'seats_unavailable',
+                                     'unavailable_seats', to_jsonb(seats_taken(v_tier.tier_id, v_seat_nos))); RETURN;
     END IF;
     -- A sold-out tier, or an offer without claims left, is refused before anything is written
     -- (most requests of an on-sale's end).
@@ -184,11 +183,11 @@ BEGIN
     IF v_counters IS NULL THEN
         v_free := tier_available(v_tier.tier_id);
         IF v_free < p_quantity THEN
-            RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
-                                      'available_seats', v_free, 'tier_id', v_tier.tier_id);
+            answer := jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
+                                         'available_seats', v_free, 'tier_id', v_tier.tier_id); RETURN;
         END IF;
         IF v_offer.offer_id IS NOT NULL AND counter_available(v_offer.offer_id) < 1 THEN
-            RETURN jsonb_build_object('outcome', 'offer_exhausted');
+            answer := jsonb_build_object('outcome', 'offer_exhausted'); RETURN;
         END IF;
         v_counters := tier_counters(v_tier.tier_id);
     END IF;
@@ -198,15 +197,15 @@ BEGIN
     IF v_tier.seating = 'assigned' THEN
         v_claim := seats_claim_labels(v_tier.tier_id, v_seat_nos, p_quantity, p_reservation_id, p_reclaim);
         IF v_claim.v_outcome = 'seats_unavailable' THEN
-            RETURN jsonb_build_object('outcome', 'seats_unavailable', 'unavailable_seats', to_jsonb(v_claim.v_labels));
+            answer := jsonb_build_object('outcome', 'seats_unavailable', 'unavailable_seats', to_jsonb(v_claim.v_labels)); RETURN;
         ELSIF v_claim.v_outcome = 'reclaim' THEN
-            RETURN jsonb_build_object('outcome', 'reclaim', 'reclaim', true, 'tier_id', v_tier.tier_id,
-                                      'offer_id', v_offer.offer_id);
+            answer := jsonb_build_object('outcome', 'reclaim', 'reclaim', true, 'tier_id', v_tier.tier_id,
+                                         'offer_id', v_offer.offer_id); RETURN;
         ELSIF v_claim.v_outcome = 'short' THEN
             -- As a counter that lacks the seats: lapsed holds may stand in the way ("reclaim" below).
             v_free := tier_available(v_tier.tier_id);
-            RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
-                                      'available_seats', v_free, 'tier_id', v_tier.tier_id, 'reclaim', true);
+            answer := jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
+                                         'available_seats', v_free, 'tier_id', v_tier.tier_id, 'reclaim', true); RETURN;
         END IF;
         v_seats := v_claim.v_labels;
     END IF;
@@ -221,8 +220,9 @@ BEGIN
             v_tier.price * p_quantity - v_discount, v_event.currency, v_now,
             v_now + make_interval(secs => v_event.hold_seconds),
             v_seats)
-    RETURNING * INTO v_held;
-    v_answer := new_hold_json(v_held);
+    RETURNING booking_reference, tier_id, seats, total_amount, discount_amount, currency, offer_code, created_at, expires_at
+    INTO hold_booking_reference, hold_tier_id, hold_seats, hold_total_amount, hold_discount_amount, hold_currency,
+         hold_offer_code, hold_created_at, hold_expires_at;
 
     -- Then the counters: their locks last from here to the commit. A tier in no quota, without an
     -- offer, has one counter: counter_take straight away is inventory_take's work, one call fewer.
@@ -240,13 +240,33 @@ BEGIN
         -- the offer's claims left >= 1): the caller reclaims them (reclaim_lapsed_for_tier) and asks again.
         v_free := tier_available(v_tier.tier_id);
         IF v_free >= p_quantity AND v_offer.offer_id IS NOT NULL AND counter_available(v_offer.offer_id) < 1 THEN
-            RETURN jsonb_build_object('outcome', 'offer_exhausted');
+            answer := jsonb_build_object('outcome', 'offer_exhausted'); RETURN;
         END IF;
-        RETURN jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
-                                  'available_seats', v_free, 'tier_id', v_tier.tier_id, 'offer_id', v_offer.offer_id,
-                                  'reclaim', true);
+        answer := jsonb_build_object('outcome', CASE WHEN v_free = 0 THEN 'sold_out' ELSE 'insufficient_inventory' END,
+                                     'available_seats', v_free, 'tier_id', v_tier.tier_id, 'offer_id', v_offer.offer_id,
+                                     'reclaim', true); RETURN;
     END IF;
-    RETURN v_answer;
+    RETURN;
+END
+$$;
+
+-- The previous release's reserve calls this (each function file is its own transaction, and its
+-- code runs until the deploy ends): reserve_hold's answer, a new hold as the JSON it answered.
+-- Contract: drop it a release later.
+CREATE OR REPLACE FUNCTION reserve_seats(
+    p_event_id uuid, p_tier_id uuid, p_quantity integer, p_customer text, p_address text,
+    p_reservation_id uuid, p_secret text, p_request_key text, p_offer_code text, p_seats text[] DEFAULT NULL,
+    p_reclaim boolean DEFAULT false
+) RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_answer jsonb;
+BEGIN
+    SELECT answer INTO v_answer FROM reserve_hold(p_event_id, p_tier_id, p_quantity, p_customer, p_address,
+                                                  p_reservation_id, p_secret, p_request_key, p_offer_code,
+                                                  p_seats, p_reclaim);
+    RETURN coalesce(v_answer, (SELECT hold_json(r) FROM reservations r WHERE r.reservation_id = p_reservation_id));
 END
 $$;
 

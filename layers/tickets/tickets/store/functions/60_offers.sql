@@ -1,5 +1,5 @@
 -- Offers: limited discount codes. Their claims are a counter (10_inventory.sql); the discount
--- arithmetic and the claim itself are in reserve_seats (30_reservations.sql).
+-- arithmetic and the claim itself are in reserve_hold (30_reservations.sql).
 
 -- An offer as the API shows it, with the claims a buyer could still have right now.
 CREATE OR REPLACE FUNCTION offer_json(o offers) RETURNS jsonb
