@@ -92,15 +92,16 @@ def test_booking_references_are_unique(api: Api, key: str) -> None:
 def test_booking_references_are_six_crockford_digits_of_the_sequences_code(db: Any) -> None:
     # The digits are slices of a table of digit pairs (00_rules.sql): each must be the code's own
     # base-32 digit, so that references stay what they were and never repeat.
-    crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    def reference(code: int) -> str:
+        return "EVT-" + "".join("0123456789ABCDEFGHJKMNPQRSTVWXYZ"[code >> shift & 31] for shift in range(25, -1, -5))
+
     codes = [0, 1, 31, 32, 1023, 1024, 2**20 - 1, 2**20, 2**30 - 1, *random.Random(7).sample(range(2**30), 3000)]
     found = db.execute("SELECT array_agg(booking_reference_digits(code) ORDER BY n)"
                        " FROM unnest(%s::integer[]) WITH ORDINALITY AS given(code, n)", (codes,)).fetchone()[0]
-    assert found == ["EVT-" + "".join(crockford[code >> shift & 31] for shift in range(25, -1, -5)) for code in codes]
+    assert found == [reference(code) for code in codes]
     for seq in (1, 2, 10**9):
-        code = (seq * 747796405 + 289133645) % 2**30
-        assert db.execute("SELECT booking_reference(%s)", (seq,)).fetchone()[0] == "EVT-" + "".join(
-            crockford[code >> shift & 31] for shift in range(25, -1, -5))
+        assert db.execute("SELECT booking_reference(%s)", (seq,)).fetchone()[0] == reference(
+            (seq * 747796405 + 289133645) % 2**30)
 
 
 def test_reserve_needs_tier_id_when_event_has_several(api: Api, key: str) -> None:

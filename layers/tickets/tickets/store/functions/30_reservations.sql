@@ -31,13 +31,14 @@ $$;
 -- Reserve: validation, the per-customer and per-address limits, the inventory and the hold, in
 -- one transaction. A new hold is answered as values, answer NULL: the hold_ parameters are what
 -- the database chose or worked out (the caller sent the rest: tickets/domain/reservations.py).
--- Anything else is answer: a refusal, {"outcome": code, ...}; "reclaim" (below); or the hold that
--- a request_key already made, {"outcome": "held", "reservation": {...}} (a retry after a fault
--- holds its seats once), and idempotency_key_reused when the request differs.
+-- Anything else is answer (the hold_ values then say nothing): a refusal, {"outcome": code, ...};
+-- "reclaim" (below); or the hold that a request_key already made, {"outcome": "held",
+-- "reservation": {...}} (a retry after a fault holds its seats once), and idempotency_key_reused
+-- when the request differs.
 -- (Values, not the reservation's JSON: jsonb_build_object looks up the type of every key and
 -- value, several catalog look-ups each, on every call; that JSON was 14% of a hot reserve's
 -- instructions, callgrind. The caller asks for the record as a value, SELECT reserve_hold(...),
--- in binary: as a table, SELECT * FROM reserve_hold(...), planning the function scan cost 10%.)
+-- in binary: as a table, SELECT * FROM reserve_hold(...), planning the function scan cost 12%.)
 -- p_seats names the seats of an assigned-seating tier (p_quantity is their number); NULL: the
 -- best available (05_seats.sql). A caller of the previous release, without it, still resolves here.
 -- p_reclaim: answer {"outcome": "reclaim"} instead of a best-available choice that lapsed holds'
